@@ -1,0 +1,80 @@
+# SleepEdge — top-level entry points. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+SLEEPEDGE := $(VENV)/bin/sleepedge
+STAMP     := $(VENV)/.installed
+APT_PKGS  := gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm
+BOARD     ?= qemu
+PORT      ?=
+EPOCHS    ?=
+OUT       ?= reports/demo
+EDF       ?=
+HYPNO     ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup apt venv test demo train bench bench-accuracy bench-device firmware flash headers clean
+
+help:
+	@echo "make demo          build firmware, boot the emulated STM32F405, stream a night, print the summary"
+	@echo "make test          run the test suite (installs what it needs)"
+	@echo "make train         reproduce models/ on the default synthetic corpus"
+	@echo "make bench         accuracy + device benchmarks (reports/)"
+	@echo "make firmware      build firmware/build/qemu/firmware.elf"
+	@echo "make flash BOARD=qemu|esp32dev|nucleo_f446re [PORT=...]"
+	@echo "make setup         apt packages (when missing) and $(VENV) with pinned versions"
+
+setup: apt venv
+
+# Install the cross toolchain and QEMU only when a tool is missing (needs root or sudo).
+apt:
+	@missing=""; \
+	command -v arm-none-eabi-gcc >/dev/null || missing=1; \
+	command -v qemu-system-arm  >/dev/null || missing=1; \
+	test -f /usr/lib/arm-none-eabi/newlib/libc.a -o -d /usr/lib/arm-none-eabi/newlib || missing=1; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing $(APT_PKGS)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+headers: venv
+	$(SLEEPEDGE) gen-headers
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+firmware: apt
+	$(MAKE) -C firmware qemu
+
+flash: setup
+	$(MAKE) -C firmware flash BOARD=$(BOARD) PORT=$(PORT)
+
+demo: setup firmware
+	$(PY) -m host_tools.demo --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO))
+
+train: setup
+	$(PY) -m host_tools.pipeline
+
+bench: bench-accuracy bench-device
+
+bench-accuracy: setup
+	$(SLEEPEDGE) bench accuracy --out reports/bench-accuracy
+
+bench-device: setup
+	$(MAKE) -C firmware bench-device PYTHON=$(abspath $(PY))
+
+clean:
+	$(MAKE) -C firmware clean
+	rm -rf build .pytest_cache

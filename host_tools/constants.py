@@ -1,0 +1,69 @@
+"""Single source of truth for constants shared by host tools and firmware.
+
+``sleepedge gen-headers`` writes these into ``firmware/generated/sleepedge_constants.h``; a test
+checks that the committed header is up to date. Change a value here, never in C.
+"""
+
+from __future__ import annotations
+
+# --- signal -------------------------------------------------------------------------------
+FS_HZ: int = 100  #: Sleep-EDF EEG sample rate
+EPOCH_S: int = 30  #: AASM / R&K scoring epoch
+EPOCH_SAMPLES: int = FS_HZ * EPOCH_S  #: 3000
+#: Transport / ADC scaling: the device receives int16 samples of this many microvolts each.
+#: 0.25 uV keeps +-8 mV of range, far beyond scalp EEG, at a resolution below the EDF's own.
+SAMPLE_UV_PER_LSB: float = 0.25
+#: Samples per SAMPLES frame on the serial link (1 s of signal).
+SAMPLES_PER_BLOCK: int = 100
+BLOCKS_PER_EPOCH: int = EPOCH_SAMPLES // SAMPLES_PER_BLOCK
+
+# --- Butterworth band-pass, applied causally on device and host ----------------------------
+FILTER_LOW_HZ: float = 0.3
+FILTER_HIGH_HZ: float = 30.0
+FILTER_ORDER: int = 4
+
+# --- labels -------------------------------------------------------------------------------
+STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
+N_CLASSES: int = len(STAGES)
+STAGE_UNKNOWN: int = 255  #: "no label" on the wire (incomplete epoch)
+#: R&K annotation text in Sleep-EDF hypnograms -> AASM class index (None = dropped).
+RK_TO_AASM: dict[str, int | None] = {
+    "Sleep stage W": 0,
+    "Sleep stage 1": 1,
+    "Sleep stage 2": 2,
+    "Sleep stage 3": 3,
+    "Sleep stage 4": 3,
+    "Sleep stage R": 4,
+    "Sleep stage M": None,
+    "Sleep stage ?": None,
+    "Movement time": None,
+}
+
+# --- escalation ---------------------------------------------------------------------------
+#: Edge confidence (max softmax probability) below which an epoch is escalated to the cloud.
+#: `sleepedge bench accuracy` recommends a value per model; export bakes it into the model header.
+DEFAULT_CONFIDENCE_THRESHOLD: float = 0.60
+DEFAULT_ESCALATION_TIMEOUT_MS: int = 5000
+MAX_PENDING_ESCALATIONS: int = 4
+
+# --- serial protocol (docs/protocol.md) ----------------------------------------------------
+PROTOCOL_VERSION: int = 1
+FIRMWARE_VERSION: str = "0.1.0"
+#: Frame types. Device -> host are < 0x10, host -> device are >= 0x10.
+FRAME_TYPES: dict[str, int] = {
+    "HELLO": 0x01,
+    "RESULT": 0x02,
+    "ESCALATE": 0x03,
+    "FINAL": 0x04,
+    "STATUS": 0x05,
+    "ERROR": 0x06,
+    "PONG": 0x07,
+    "SAMPLES": 0x10,
+    "CLOUD_LABEL": 0x11,
+    "CONFIG": 0x12,
+    "PING": 0x13,
+}
+#: Where an epoch's final label came from (FINAL frame, results CSV).
+FINAL_SOURCES: tuple[str, ...] = ("edge", "cloud", "timeout", "incomplete")
+#: Largest frame payload: ESCALATE carries a whole epoch of int16 samples plus its header.
+MAX_PAYLOAD_BYTES: int = 8 + 2 * EPOCH_SAMPLES
