@@ -22,6 +22,11 @@ FILTER_LOW_HZ: float = 0.3
 FILTER_HIGH_HZ: float = 30.0
 FILTER_ORDER: int = 4
 
+# --- model input -------------------------------------------------------------------------
+#: The edge model sees the filtered signal clipped to +-this many microvolts: the int8 input
+#: scale is fixed by it (~1.6 uV per step), so training clips the same way the device saturates.
+EDGE_INPUT_CLIP_UV: float = 200.0
+
 # --- labels -------------------------------------------------------------------------------
 STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
 N_CLASSES: int = len(STAGES)
