@@ -1,0 +1,386 @@
+"""``sleepedge cloud serve``: the HTTP service that scores escalated epochs with the cloud model.
+
+API (docs/architecture.md, "Cloud service")::
+
+    POST /v1/classify   Authorization: Bearer <token>
+        {"device_id": str, "epoch": int, "samples": [3000 ints in int16 range], "uv_per_lsb": 0.25}
+     -> {"epoch": int, "stage": "N2", "stage_index": 2, "probs": [5 floats], "model": str}
+    GET /health -> {"status": "ok", "model": str}
+
+Concurrent requests are micro-batched: an asyncio queue gathers up to ``max_batch`` requests or
+waits ``max_wait_ms`` after the first one, then makes one model call for all of them (a
+convolutional model scores 32 epochs in little more time than one). The model runs in a worker
+thread so the event loop keeps accepting requests while it computes. For more throughput run
+several uvicorn workers (``--workers``) or several instances behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import importlib
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from host_tools import constants as C
+from host_tools.errors import SleepEdgeError
+
+if TYPE_CHECKING:  # fastapi is a heavy import: only for annotations here
+    from fastapi import FastAPI
+
+TOKEN_ENV = "SLEEPEDGE_CLOUD_TOKEN"
+#: Environment used to hand the configuration to uvicorn worker processes (``--workers N``).
+_ENV_MODEL = "SLEEPEDGE_CLOUD_MODEL"
+_ENV_MAX_BATCH = "SLEEPEDGE_CLOUD_MAX_BATCH"
+_ENV_MAX_WAIT = "SLEEPEDGE_CLOUD_MAX_WAIT_MS"
+#: A valid request is ~20 KB of JSON; anything far larger is refused before parsing.
+MAX_BODY_BYTES = 128 * 1024
+MAX_DEVICE_ID_CHARS = 128
+_REQUEST_KEYS = {"device_id", "epoch", "samples", "uv_per_lsb"}
+
+
+class CloudModelLike(Protocol):
+    """What the service needs from a model (``host_tools.models.CloudModel`` provides it)."""
+
+    name: str
+
+    def predict_proba(self, x_uv: np.ndarray) -> np.ndarray:  # (N, 3000) float32 -> (N, 5)
+        ...
+
+
+class RequestError(ValueError):
+    """A request that fails validation; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- validation ------------------------------------------------------------------------------
+
+def parse_classify_request(body: bytes) -> tuple[str, int, np.ndarray]:
+    """Validate a ``/v1/classify`` body strictly and return ``(device_id, epoch, x_uv)``.
+
+    Parameters
+    ----------
+    body
+        The raw request body.
+
+    Returns
+    -------
+    tuple
+        Device id, epoch number and the epoch in microvolts, float32 of shape (3000,).
+
+    Raises
+    ------
+    RequestError
+        With status 400 (not JSON), 413 (too large) or 422 (wrong field, type or range), and a
+        message naming the offending field.
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError(413, f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RequestError(422, f"request body must be a JSON object, got {type(doc).__name__}")
+    missing = sorted(_REQUEST_KEYS - doc.keys())
+    if missing:
+        raise RequestError(422, f"missing field(s): {', '.join(missing)}")
+    extra = sorted(doc.keys() - _REQUEST_KEYS)
+    if extra:
+        raise RequestError(422, f"unknown field(s): {', '.join(extra)}")
+
+    device_id = doc["device_id"]
+    if not isinstance(device_id, str) or not 0 < len(device_id) <= MAX_DEVICE_ID_CHARS:
+        raise RequestError(422, f"device_id must be a string of 1..{MAX_DEVICE_ID_CHARS} characters")
+    epoch = doc["epoch"]
+    # bool is a subclass of int in Python; JSON true is not an epoch number.
+    if type(epoch) is not int or not 0 <= epoch <= 0xFFFFFFFF:
+        raise RequestError(422, f"epoch must be an integer in 0..{0xFFFFFFFF}, got {epoch!r:.40}")
+    scale = doc["uv_per_lsb"]
+    if type(scale) not in (int, float) or not math.isfinite(scale) or scale != C.SAMPLE_UV_PER_LSB:
+        raise RequestError(
+            422, f"uv_per_lsb must be {C.SAMPLE_UV_PER_LSB} (the SleepEdge transport scale), got {scale!r:.40}"
+        )
+    samples = doc["samples"]
+    if not isinstance(samples, list):
+        raise RequestError(422, f"samples must be a list of {C.EPOCH_SAMPLES} integers")
+    if len(samples) != C.EPOCH_SAMPLES:
+        raise RequestError(422, f"samples must hold exactly {C.EPOCH_SAMPLES} values, got {len(samples)}")
+    for i, v in enumerate(samples):
+        if type(v) is not int:
+            raise RequestError(422, f"samples[{i}] must be an integer, got {type(v).__name__} {v!r:.40}")
+        if not -32768 <= v <= 32767:
+            raise RequestError(422, f"samples[{i}] = {v} is outside the int16 range -32768..32767")
+    x_uv = np.asarray(samples, dtype=np.int16).astype(np.float32) * np.float32(scale)
+    return device_id, epoch, x_uv
+
+
+# --- micro-batching --------------------------------------------------------------------------
+
+@dataclass
+class BatchStats:
+    """Counters a test (or an operator via logs) can read: how well batching works."""
+
+    model_calls: int = 0
+    epochs: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class MicroBatcher:
+    """Gathers concurrent single-epoch requests into one model call.
+
+    Parameters
+    ----------
+    model
+        Object with ``predict_proba((N, 3000) float32) -> (N, 5)``.
+    max_batch
+        Most epochs per model call.
+    max_wait_ms
+        How long to wait after the first queued epoch for more to arrive.
+    """
+
+    def __init__(self, model: CloudModelLike, max_batch: int = 32, max_wait_ms: float = 10.0) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        self.model = model
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.stats = BatchStats()
+        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._loop(), name="sleepedge-microbatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def classify(self, x_uv: np.ndarray) -> np.ndarray:
+        """Queue one epoch and wait for its 5 probabilities."""
+        if self._queue is None:
+            raise RuntimeError("MicroBatcher.start() was not called")
+        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        await self._queue.put((x_uv, fut))
+        return await fut
+
+    async def _loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - loop.time()
+                try:
+                    # Drain what is already queued without waiting, then wait out the window.
+                    item = self._queue.get_nowait() if not self._queue.empty() else (
+                        await asyncio.wait_for(self._queue.get(), remaining) if remaining > 0 else None
+                    )
+                except asyncio.TimeoutError:
+                    item = None
+                if item is None:
+                    break
+                batch.append(item)
+            live = [(x, f) for x, f in batch if not f.cancelled()]
+            if not live:
+                continue
+            x = np.stack([x for x, _ in live]).astype(np.float32, copy=False)
+            try:
+                probs = await asyncio.to_thread(self._predict, x)
+            except Exception as exc:  # the model failed: every waiting request gets the error
+                for _, f in live:
+                    if not f.done():
+                        f.set_exception(exc)
+                continue
+            for (_, f), p in zip(live, probs):
+                if not f.done():
+                    f.set_result(p)
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        probs = np.asarray(self.model.predict_proba(x), dtype=np.float64)
+        if probs.shape != (len(x), C.N_CLASSES):
+            raise RuntimeError(f"model returned shape {probs.shape}, expected {(len(x), C.N_CLASSES)}")
+        self.stats.model_calls += 1
+        self.stats.epochs += len(x)
+        self.stats.batch_sizes.append(len(x))
+        return probs
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+def create_app(model: CloudModelLike, token: str, *, max_batch: int = 32, max_wait_ms: float = 10.0) -> FastAPI:
+    """Build the FastAPI application around a loaded model.
+
+    Parameters
+    ----------
+    model
+        The cloud model (``predict_proba``, ``name``).
+    token
+        The bearer token every ``/v1/classify`` request must carry.
+    max_batch, max_wait_ms
+        Micro-batching limits (see :class:`MicroBatcher`).
+
+    Returns
+    -------
+    fastapi.FastAPI
+        The app; ``app.state.batcher`` exposes the batcher and its :class:`BatchStats`.
+    """
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    if not token:
+        raise SleepEdgeError("cloud service: an empty token would let anyone in; give --token")
+    batcher = MicroBatcher(model, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    expected = f"Bearer {token}".encode()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="SleepEdge cloud escalation service", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "model": model.name}
+
+    async def classify(request: Request) -> Any:
+        auth = request.headers.get("authorization", "").encode()
+        # Constant-time comparison: the token is a shared secret.
+        if not hmac.compare_digest(auth, expected):
+            why = "missing bearer token" if not auth else "wrong bearer token"
+            return error(401, why, {"WWW-Authenticate": "Bearer"})
+        ctype = request.headers.get("content-type", "")
+        if ctype and not ctype.split(";")[0].strip().lower().endswith("json"):
+            return error(415, f"content-type must be application/json, got {ctype!r}")
+        body = await request.body()
+        try:
+            _device_id, epoch, x_uv = parse_classify_request(body)
+        except RequestError as exc:
+            return error(exc.status, exc.message)
+        try:
+            probs = await batcher.classify(x_uv)
+        except Exception as exc:  # a model failure is the service's fault, not the client's
+            return error(500, f"model failed: {exc}")
+        k = int(np.argmax(probs))
+        return {
+            "epoch": epoch,
+            "stage": C.STAGES[k],
+            "stage_index": k,
+            "probs": [float(p) for p in probs],
+            "model": model.name,
+        }
+
+    # With postponed annotations FastAPI cannot resolve the local ``Request`` name by itself.
+    classify.__annotations__["request"] = Request
+    app.add_api_route("/v1/classify", classify, methods=["POST"])
+    return app
+
+
+def load_model(spec: str) -> CloudModelLike:
+    """Load the cloud model from a directory (``models.load_cloud_model``) or, for tests and
+    custom models, from a ``py:module:callable`` factory returning a model object."""
+    if spec.startswith("py:"):
+        try:
+            module_name, attr = spec[3:].rsplit(":", 1)
+            return getattr(importlib.import_module(module_name), attr)()
+        except (ValueError, ImportError, AttributeError) as exc:
+            raise SleepEdgeError(f"--model {spec}: cannot load the model factory: {exc}") from None
+    if not os.path.isdir(spec):
+        raise SleepEdgeError(f"--model {spec}: no such model directory (train one with `make train`)")
+    from host_tools.models import load_cloud_model
+
+    return load_cloud_model(spec)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for ``--workers N``: each worker process rebuilds the app from the
+    environment the parent set."""
+    return create_app(
+        load_model(os.environ[_ENV_MODEL]),
+        os.environ[TOKEN_ENV],
+        max_batch=int(os.environ.get(_ENV_MAX_BATCH, "32")),
+        max_wait_ms=float(os.environ.get(_ENV_MAX_WAIT, "10")),
+    )
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="models/source",
+                        help="cloud model directory (default: models/source), or py:module:factory")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    parser.add_argument("--token", default=None,
+                        help=f"bearer token clients must send (default: ${TOKEN_ENV})")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
+    parser.add_argument("--max-batch", type=int, default=32, help="most epochs per model call (default: 32)")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0,
+                        help="how long a batch waits for more requests (default: 10)")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level (default: warning)")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise SleepEdgeError(f"cloud serve: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise SleepEdgeError(f"cloud serve: no token: pass --token or set {TOKEN_ENV}")
+    if args.workers < 1:
+        raise SleepEdgeError(f"cloud serve: --workers must be >= 1, got {args.workers}")
+    if args.max_batch < 1 or args.max_wait_ms < 0:
+        raise SleepEdgeError("cloud serve: --max-batch must be >= 1 and --max-wait-ms >= 0")
+    if not 0 < args.port < 65536:
+        raise SleepEdgeError(f"cloud serve: --port {args.port} is not a TCP port")
+    _check_port_free(args.host, args.port)
+    t0 = time.perf_counter()
+    model = load_model(args.model)  # fail early, in the parent, on a bad model
+    print(f"sleepedge cloud: model {model.name} loaded in {time.perf_counter() - t0:.1f} s; "
+          f"listening on http://{args.host}:{args.port} ({args.workers} worker(s))", flush=True)
+    if args.workers == 1:
+        app = create_app(model, token, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    else:
+        os.environ.update({_ENV_MODEL: args.model, TOKEN_ENV: token,
+                           _ENV_MAX_BATCH: str(args.max_batch), _ENV_MAX_WAIT: str(args.max_wait_ms)})
+        uvicorn.run("host_tools.cloud:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level)
+    return 0
+
