@@ -1,0 +1,301 @@
+"""Build the firmware and run it on QEMU's emulated STM32F405 (``netduinoplus2``).
+
+:class:`QemuDevice` boots an image with USART1 on a local TCP socket and hands back a pyserial URL,
+so host code talks to the emulated board exactly as it would to a USB-serial adapter::
+
+    elf = build_firmware("models/edge", "build/fw")
+    with QemuDevice(elf) as dev:
+        port = serial.serial_for_url(dev.url, timeout=5)
+        ...
+
+The listening socket is created here and passed to QEMU as an inherited file descriptor
+(``-chardev socket,fd=N,server=on,wait=on``): the port is listening before QEMU starts, there
+is no race for a free port, and QEMU still waits for the host to connect before the firmware
+boots, so nothing printed at boot is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from host_tools.errors import SleepEdgeError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE_DIR = REPO_ROOT / "firmware"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "edge"
+DEFAULT_BUILD_DIR = FIRMWARE_DIR / "build" / "qemu"
+
+QEMU_BINARY = "qemu-system-arm"
+QEMU_MACHINE = "netduinoplus2"
+#: Under this -icount setting virtual time advances 1 ns per instruction, so the firmware's
+#: SysTick-based counter (``board_instructions``) counts executed instructions.
+ICOUNT_ARGS = "shift=0,align=off,sleep=off"
+#: Exit codes the board layer uses for faults (firmware/boards/qemu_netduinoplus2/startup.c).
+EXIT_HARDFAULT = 0xF0
+EXIT_UNHANDLED_IRQ = 0xF1
+
+
+def have_toolchain() -> bool:
+    """True when arm-none-eabi-gcc, make and qemu-system-arm are on PATH."""
+    return all(shutil.which(tool) for tool in ("arm-none-eabi-gcc", "make", QEMU_BINARY))
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def build_firmware(
+    model_dir: str | os.PathLike[str] = DEFAULT_MODEL_DIR,
+    out_dir: str | os.PathLike[str] = DEFAULT_BUILD_DIR,
+    bench: bool = False,
+    *,
+    target: str = "qemu",
+    jobs: int = 2,
+) -> Path:
+    """Build the QEMU firmware image with the model in ``model_dir``.
+
+    Parameters
+    ----------
+    model_dir
+        Folder with ``model_data.{c,h}`` and ``model_plan.{c,h}`` written by
+        ``c_export.export_model`` (``sleepedge export``).
+    out_dir
+        Build folder; the image is ``out_dir/firmware.elf`` (``selftest.elf`` for
+        ``target="selftest"``). Objects are cached there between builds.
+    bench
+        Build with ``-DSE_BENCH=1`` (the benchmark image).
+    target
+        ``"qemu"`` (the firmware) or ``"selftest"`` (board self-test, needs no model).
+    jobs
+        Parallel compile jobs.
+
+    Returns
+    -------
+    Path
+        The ELF image.
+
+    Raises
+    ------
+    SleepEdgeError
+        When the toolchain is missing, the model folder lacks the generated sources, or the
+        build fails (the message ends with the compiler's last lines).
+    """
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("make") is None:
+        raise SleepEdgeError("arm-none-eabi-gcc or make not found on PATH: run `make setup` (apt packages)")
+    if target not in ("qemu", "selftest"):
+        raise SleepEdgeError(f"build_firmware: unknown target {target!r} (use 'qemu' or 'selftest')")
+    model = Path(model_dir).resolve()
+    out = Path(out_dir).resolve()
+    if target == "qemu":
+        missing = [n for n in ("model_data.c", "model_data.h", "model_plan.c", "model_plan.h") if not (model / n).is_file()]
+        if missing:
+            raise SleepEdgeError(
+                f"{model}: missing {', '.join(missing)}; run `sleepedge export` to generate the model sources"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "make", "-C", str(FIRMWARE_DIR), f"-j{max(1, jobs)}", target,
+        f"MODEL_DIR={model}", f"BUILD_DIR={out}", f"BENCH={1 if bench else 0}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SleepEdgeError(f"firmware build failed (make {target}, MODEL_DIR={model}):\n{_tail(proc.stderr + proc.stdout)}")
+    elf = out / ("firmware.elf" if target == "qemu" else "selftest.elf")
+    if not elf.is_file():
+        raise SleepEdgeError(f"firmware build reported success but {elf} does not exist")
+    return elf
+
+
+def image_size(elf: str | os.PathLike[str]) -> dict[str, int]:
+    """Flash and RAM use of an image from ``arm-none-eabi-size`` (Berkeley format).
+
+    Returns ``text``, ``data``, ``bss``, ``flash_bytes`` (text + data: code, constants and the
+    initial values of .data) and ``ram_bytes`` (data + bss: static RAM, stack not included).
+    """
+    path = Path(elf)
+    if not path.is_file():
+        raise SleepEdgeError(f"{path}: firmware image not found")
+    if shutil.which("arm-none-eabi-size") is None:
+        raise SleepEdgeError("arm-none-eabi-size not found on PATH: run `make setup` (apt packages)")
+    proc = subprocess.run(["arm-none-eabi-size", "-B", str(path)], capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or len(lines) < 2:
+        raise SleepEdgeError(f"{path}: arm-none-eabi-size failed: {_tail(proc.stderr)}")
+    text, data, bss = (int(v) for v in lines[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "flash_bytes": text + data, "ram_bytes": data + bss}
+
+
+class QemuDevice:
+    """The emulated board as a context manager: boots QEMU, gives a pyserial URL, stops QEMU.
+
+    Parameters
+    ----------
+    elf
+        Firmware image (from :func:`build_firmware`).
+    icount
+        Run with ``-icount shift=0,align=off,sleep=off`` so the firmware's cycle counter counts
+        executed instructions (the benchmark); without it SysTick follows host wall-clock time.
+    timeout_s
+        Hard limit on QEMU's lifetime; a watchdog kills it after this long (``timed_out``).
+    extra_args
+        Further QEMU arguments.
+
+    Attributes
+    ----------
+    url : str
+        ``socket://127.0.0.1:PORT`` for ``serial.serial_for_url``. QEMU accepts one connection.
+    port : int
+        The TCP port.
+    returncode : int | None
+        QEMU's exit status once it has stopped (the firmware's semihosting exit code).
+    """
+
+    def __init__(
+        self,
+        elf: str | os.PathLike[str],
+        *,
+        icount: bool = False,
+        timeout_s: float = 300.0,
+        extra_args: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        self.elf = Path(elf).resolve()
+        self.icount = icount
+        self.timeout_s = float(timeout_s)
+        self.extra_args = list(extra_args)
+        self.port = 0
+        self.url = ""
+        self.returncode: int | None = None
+        self.timed_out = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr = None
+        self._watchdog: threading.Timer | None = None
+        self._stderr_final = ""
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def command(self, fd: int) -> list[str]:
+        """The QEMU command line, with the serial port on the listening socket ``fd``."""
+        cmd = [
+            QEMU_BINARY, "-M", QEMU_MACHINE, "-nographic", "-monitor", "none",
+            "-kernel", str(self.elf),
+            "-chardev", f"socket,id=ser0,fd={fd},server=on,wait=on", "-serial", "chardev:ser0",
+            "-semihosting-config", "enable=on,target=native",
+        ]
+        if self.icount:
+            cmd += ["-icount", ICOUNT_ARGS]
+        return cmd + self.extra_args
+
+    def start(self) -> "QemuDevice":
+        """Launch QEMU; it then waits for the host to connect to :attr:`url`."""
+        if self._proc is not None:
+            raise RuntimeError("QemuDevice already started")
+        if shutil.which(QEMU_BINARY) is None:
+            raise SleepEdgeError(f"{QEMU_BINARY} not found on PATH: run `make setup` (apt packages)")
+        if not self.elf.is_file():
+            raise SleepEdgeError(f"{self.elf}: firmware image not found (build it with `make firmware`)")
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            self.port = listener.getsockname()[1]
+            fd = listener.fileno()
+            self._stderr = tempfile.TemporaryFile()
+            self._proc = subprocess.Popen(
+                self.command(fd), stdin=subprocess.DEVNULL, stdout=self._stderr,
+                stderr=self._stderr, pass_fds=(fd,),
+            )
+        finally:
+            listener.close()  # QEMU holds its own copy of the descriptor
+        self.url = f"socket://127.0.0.1:{self.port}"
+        self._watchdog = threading.Timer(self.timeout_s, self._on_timeout)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        # Fail fast on a bad command line or image instead of letting the host time out.
+        time.sleep(0.05)
+        if self._proc.poll() is not None:
+            code = self._proc.returncode
+            self._cleanup()
+            raise SleepEdgeError(f"qemu exited at start (status {code}) for {self.elf}:\n{self.stderr_text()}")
+        return self
+
+    def _on_timeout(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self.timed_out = True
+            self._proc.kill()
+
+    def running(self) -> bool:
+        """True while QEMU is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait(self, timeout_s: float | None = None) -> int:
+        """Wait for the firmware to exit (semihosting) and return QEMU's exit status.
+
+        Raises
+        ------
+        SleepEdgeError
+            If QEMU is still running after ``timeout_s`` (it is then killed) or was killed by the
+            watchdog.
+        """
+        if self._proc is None:
+            raise RuntimeError("QemuDevice not started")
+        try:
+            self.returncode = self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise SleepEdgeError(f"qemu ({self.elf.name}) did not exit within {timeout_s} s") from None
+        if self.timed_out:
+            raise SleepEdgeError(f"qemu ({self.elf.name}) killed after the {self.timeout_s} s limit:\n{self.stderr_text()}")
+        return self.returncode
+
+    def stop(self) -> int | None:
+        """Stop QEMU (SIGTERM, then SIGKILL after 5 s) and return its exit status."""
+        if self._proc is None:
+            return self.returncode
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self.returncode = self._proc.returncode
+        self._cleanup()
+        return self.returncode
+
+    def _cleanup(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def stderr_text(self) -> str:
+        """What QEMU wrote to stdout/stderr so far (its diagnostics), last lines only."""
+        if self._stderr is None:
+            return self._stderr_final
+        self._stderr.seek(0)
+        return _tail(self._stderr.read().decode(errors="replace"))
+
+    def check_exit(self, expected: int = 0) -> None:
+        """Raise :class:`SleepEdgeError` with QEMU's diagnostics unless it exited with ``expected``."""
+        if self.returncode != expected:
+            what = {EXIT_HARDFAULT: " (firmware hard fault)", EXIT_UNHANDLED_IRQ: " (unhandled interrupt)"}
+            detail = what.get(self.returncode or 0, "")
+            raise SleepEdgeError(
+                f"qemu ({self.elf.name}) exited with status {self.returncode}{detail}, expected {expected}:\n"
+                f"{self.stderr_text()}"
+            )
+
+    def __enter__(self) -> "QemuDevice":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop()
+        if self._stderr is not None:
+            self._stderr_final = self.stderr_text()
+            self._stderr.close()
+            self._stderr = None
