@@ -114,7 +114,9 @@ typedef struct {
     se_pending_t pending[SE_MAX_PENDING_ESCALATIONS];
     uint32_t pending_order;
 
-    se_app_status_t st;
+    se_app_status_t st;      /**< app counters; parser counters are merged by se_app_status() */
+    uint32_t boot_ms;
+    uint32_t board_overflows; /**< from se_app_note_rx_overflow */
     uint32_t errors_sent;    /**< ERROR frames sent */
     uint32_t presync_blocks; /**< blocks dropped while waiting for an epoch boundary */
 } se_app_t;
