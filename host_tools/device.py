@@ -299,3 +299,129 @@ class QemuDevice:
             self._stderr_final = self.stderr_text()
             self._stderr.close()
             self._stderr = None
+
+
+class DeviceSession:
+    """A protocol session over a serial URL: background reader, decoded messages, senders.
+
+    The emulated USART transmits synchronously (the firmware blocks until QEMU has handed each
+    byte to the socket), so the host must keep reading while it writes; a reader thread does
+    that and decodes every frame into a :mod:`host_tools.protocol` message.
+
+    Parameters
+    ----------
+    url
+        pyserial URL or port name (``socket://127.0.0.1:PORT`` for :class:`QemuDevice`).
+    baudrate
+        Ignored by socket URLs; used for real serial ports.
+    """
+
+    def __init__(self, url: str, *, baudrate: int = 115200) -> None:
+        import serial
+
+        from host_tools import protocol
+
+        self._protocol = protocol
+        try:
+            self.serial = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise SleepEdgeError(f"cannot open serial port {url}: {exc}") from exc
+        self.messages: list = []
+        self.decoder = protocol.FrameDecoder()
+        self.bad_messages = 0
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._reader = threading.Thread(target=self._read_loop, name="sleepedge-serial-reader", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self.serial.read(4096)
+                if not data:
+                    continue
+                decoded = []
+                for frame in self.decoder.feed(data):
+                    try:
+                        decoded.append(self._protocol.decode_message(frame))
+                    except self._protocol.ProtocolError:
+                        self.bad_messages += 1
+                if decoded:
+                    with self._cond:
+                        self.messages.extend(decoded)
+                        self._cond.notify_all()
+        except Exception as exc:  # noqa: BLE001 - reported to the waiting thread
+            if not self._stop.is_set():
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+
+    def send(self, msg) -> None:
+        """Encode and write one host->device message (sequence numbers count up from 0)."""
+        self.serial.write(self._protocol.encode_message(msg, self._seq))
+        self._seq = (self._seq + 1) & 0xFF
+
+    def wait_for(self, predicate, timeout_s: float = 30.0, since: int = 0, what: str = "message"):
+        """First message at index >= ``since`` for which ``predicate(msg)`` is true.
+
+        Raises
+        ------
+        SleepEdgeError
+            After ``timeout_s`` without such a message, or when the link failed.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            i = since
+            while True:
+                while i < len(self.messages):
+                    if predicate(self.messages[i]):
+                        return self.messages[i]
+                    i += 1
+                if self._error is not None:
+                    raise SleepEdgeError(f"serial link failed while waiting for {what}: {self._error}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SleepEdgeError(
+                        f"no {what} from the device within {timeout_s:.0f} s "
+                        f"({len(self.messages)} messages received, {self.decoder.frames} frames)"
+                    )
+                self._cond.wait(min(left, 0.5))
+
+    def of_type(self, cls) -> list:
+        """All received messages of one class, in arrival order."""
+        with self._cond:
+            return [m for m in self.messages if isinstance(m, cls)]
+
+    def stream_blocks(self, samples, first_block: int = 0, progress=None) -> int:
+        """Send ``samples`` (int16, a multiple of SAMPLES_PER_BLOCK long) as SAMPLES frames.
+
+        ``progress``, when given, is called with the number of blocks sent after each block.
+        Returns the index of the next block.
+        """
+        import numpy as np
+
+        from host_tools import constants as C
+
+        s = np.asarray(samples)
+        if s.dtype != np.int16 or s.ndim != 1 or s.size % C.SAMPLES_PER_BLOCK:
+            raise SleepEdgeError(f"stream_blocks needs 1-D int16 samples in blocks of {C.SAMPLES_PER_BLOCK}")
+        blocks = s.reshape(-1, C.SAMPLES_PER_BLOCK)
+        for k, block in enumerate(blocks):
+            self.send(self._protocol.Samples(first_block + k, block))
+            if progress is not None:
+                progress(k + 1)
+        return first_block + len(blocks)
+
+    def close(self) -> None:
+        """Stop the reader and close the port."""
+        self._stop.set()
+        self._reader.join(timeout=2)
+        self.serial.close()
+
+    def __enter__(self) -> "DeviceSession":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()

@@ -188,7 +188,43 @@ void board_idle(void)
     __asm volatile("cpsie i\n isb" : : : "memory");
 }
 
+/* ---- stack high-water mark ------------------------------------------------------------------- */
+#define STACK_PAINT 0xC5C5C5C5u
+extern uint32_t _ebss, _estack;
+static uint32_t s_stack_painted;
+
+void board_stack_paint(void)
+{
+    /* Paint from the end of .bss up to a little below the current stack pointer (the caller's
+     * own frame lives above it). Runs before .bss is used, so s_stack_painted is set after. */
+    uint32_t sp;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    for (volatile uint32_t *p = &_ebss; (uint32_t)p < sp - 64u; p++) {
+        *p = STACK_PAINT;
+    }
+    s_stack_painted = 1u;
+}
+
+uint32_t board_stack_high_water(void)
+{
+    if (!s_stack_painted) {
+        return 0u;
+    }
+    const volatile uint32_t *p = &_ebss;
+    while (p < &_estack && *p == STACK_PAINT) {
+        p++;
+    }
+    return (uint32_t)((uintptr_t)&_estack - (uintptr_t)p);
+}
+
 /* ---- semihosting ----------------------------------------------------------------------------- */
+void board_semihost_write0(const char *text)
+{
+    register uint32_t r0 __asm("r0") = 0x04u; /* SYS_WRITE0 */
+    register const char *r1 __asm("r1") = text;
+    __asm volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+}
+
 void board_exit(int code)
 {
     /* SYS_EXIT_EXTENDED (0x20) with {ADP_Stopped_ApplicationExit, code}: QEMU exits with `code`. */

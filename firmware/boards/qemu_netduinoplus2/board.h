@@ -67,6 +67,18 @@ uint32_t board_instructions(void);
 /** Sleep until the next interrupt unless received bytes are already waiting. */
 void board_idle(void);
 
+/**
+ * Fill the unused stack with a known pattern (called from the reset handler in SE_BENCH builds)
+ * so board_stack_high_water() can later tell how deep the stack has ever grown.
+ */
+void board_stack_paint(void);
+
+/** Deepest stack use since board_stack_paint(), in bytes (0 if the stack was never painted). */
+uint32_t board_stack_high_water(void);
+
+/** Print a NUL-terminated string on QEMU's stdout via semihosting SYS_WRITE0 (bench builds). */
+void board_semihost_write0(const char *text);
+
 /** End the emulation with `code` via semihosting SYS_EXIT_EXTENDED (needs -semihosting-config). */
 void board_exit(int code) __attribute__((noreturn));
 

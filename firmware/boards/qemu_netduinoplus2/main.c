@@ -13,6 +13,42 @@
 #include "board.h"
 #include "se_app.h"
 
+#ifdef SE_BENCH
+/* Bench builds report the stack high-water mark on QEMU's stdout (semihosting) whenever an
+ * epoch closes: "SE-BENCH epochs=<n> stack=<bytes>". host_tools/bench_device.py reads it. */
+static void bench_report(uint32_t epochs)
+{
+    char line[64];
+    static const char head[] = "SE-BENCH epochs=";
+    size_t n = 0;
+    for (size_t i = 0; head[i] != '\0'; i++) {
+        line[n++] = head[i];
+    }
+    uint32_t values[2] = {epochs, board_stack_high_water()};
+    for (int v = 0; v < 2; v++) {
+        if (v == 1) {
+            static const char mid[] = " stack=";
+            for (size_t i = 0; mid[i] != '\0'; i++) {
+                line[n++] = mid[i];
+            }
+        }
+        char digits[10];
+        size_t d = 0;
+        uint32_t x = values[v];
+        do {
+            digits[d++] = (char)('0' + x % 10u);
+            x /= 10u;
+        } while (x != 0u);
+        while (d > 0u) {
+            line[n++] = digits[--d];
+        }
+    }
+    line[n++] = '\n';
+    line[n] = '\0';
+    board_semihost_write0(line);
+}
+#endif
+
 /* The application state (~10 kB) lives in .bss: no heap anywhere in the firmware. */
 static se_app_t s_app;
 
@@ -48,6 +84,9 @@ int main(void)
 
     uint8_t chunk[256];
     uint32_t overflows_reported = 0u;
+#ifdef SE_BENCH
+    uint32_t epochs_reported = 0u;
+#endif
     for (;;) {
         size_t n = board_uart_read(chunk, sizeof chunk);
         if (n > 0u) {
@@ -59,6 +98,13 @@ int main(void)
             overflows_reported = overflows;
         }
         se_app_poll(&s_app);
+#ifdef SE_BENCH
+        uint32_t epochs = se_app_status(&s_app).epochs;
+        if (epochs != epochs_reported) {
+            epochs_reported = epochs;
+            bench_report(epochs);
+        }
+#endif
         if (n == 0u) {
             board_idle();
         }

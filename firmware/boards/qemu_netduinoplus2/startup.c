@@ -3,7 +3,6 @@
  * @brief Reset handler and vector table for the STM32F405 (Cortex-M4F, 82 external interrupts).
  */
 #include <stdint.h>
-#include <string.h>
 
 #include "board.h"
 
@@ -65,6 +64,9 @@ void Reset_Handler(void)
     for (uint32_t *dst = &_sbss; dst < &_ebss;) {
         *dst++ = 0u;
     }
+#ifdef SE_BENCH
+    board_stack_paint();
+#endif
 
     board_exit(main());
 }
