@@ -1,0 +1,329 @@
+"""``sleepedge bench accuracy``: how well each model stages the held-out subjects of a corpus.
+
+For the source (cloud) model in float, the edge model in float and in int8 (TFLite Micro, the
+device's arithmetic), and the edge+cloud hybrid: accuracy, macro-F1, Cohen's kappa, per-class F1
+and confusion matrices; the escalation curve and the recommended threshold
+(:func:`host_tools.evaluation.recommend_threshold`); YASA's pretrained staging on the same
+recordings as an outside reference; and the effect of the Butterworth filter (the edge
+architecture trained briefly with and without it). Every output names its corpus: a cache built
+from generated PSGs gives figures for the generator, not for Sleep-EDF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host_tools import constants as C
+from host_tools.errors import SleepEdgeError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHA256SUMS = REPO_ROOT.parent / "shared" / "data" / "sleep-edfx" / "SHA256SUMS.txt"
+#: The float edge model kept next to the int8 one (``models/edge/float.keras``).
+EDGE_FLOAT_FILE = "float.keras"
+YASA_TO_INDEX = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4, "REM": 4}
+
+
+# --------------------------------------------------------------------------------------------
+# corpus and split
+# --------------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def corpus_label(cache: Path, index: dict[str, Any], night_ids: list[str], sums: Path = SHA256SUMS) -> str:
+    """Say which corpus figures come from, checked rather than assumed.
+
+    The PSG files behind ``night_ids`` are hashed and looked up in PhysioNet's Sleep-EDF
+    SHA256SUMS: only if every one is there is the corpus called Sleep-EDF.
+    """
+    known: set[str] = set()
+    if sums.is_file():
+        known = {line.split()[0] for line in sums.read_text().splitlines() if line.strip()}
+    by_id = {n["id"]: n for n in index["nights"]}
+    psgs = [Path(by_id[i]["psg"]) for i in night_ids if by_id.get(i, {}).get("psg")]
+    where = f"cache {cache} ({len(night_ids)} held-out nights)"
+    if not psgs or not all(p.is_file() for p in psgs):
+        return f"UNVERIFIED corpus, PSG files not found: {where}; treat as synthetic"
+    if known and all(_sha256(p) in known for p in psgs):
+        return f"Sleep-EDF Expanded (PSG SHA-256 verified against PhysioNet's list), {where}"
+    return f"SYNTHETIC corpus (PSGs not in the Sleep-EDF SHA-256 list; generator figures, not Sleep-EDF), {where}"
+
+
+def test_subjects_for(models_dir: Path, index: dict[str, Any], override: list[str] | None) -> list[str]:
+    """Held-out subjects: explicit, else the source model's recorded test split, else fold 0."""
+    from host_tools import prepare
+
+    if override:
+        return sorted(override)
+    meta = models_dir / "source" / "model.json"
+    if meta.is_file():
+        split = json.loads(meta.read_text()).get("split") or {}
+        if split.get("test"):
+            return sorted(map(str, split["test"]))
+    return sorted(prepare.subject_folds(index)[0][1])
+
+
+# --------------------------------------------------------------------------------------------
+# references: YASA and the filter ablation
+# --------------------------------------------------------------------------------------------
+
+def deployed_threshold(edge_dir: Path) -> float | None:
+    """The threshold ``sleepedge export`` baked into the firmware header, if recorded."""
+    meta = Path(edge_dir) / "export.json"
+    if not meta.is_file():
+        return None
+    try:
+        return float(json.loads(meta.read_text())["threshold"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SleepEdgeError(f"{meta}: no readable 'threshold' ({exc})") from exc
+
+
+def yasa_predict(psg: Path, epoch_index: np.ndarray) -> np.ndarray:
+    """YASA's pretrained staging (EEG Fpz-Cz + horizontal EOG) at the cache's epochs."""
+    import mne
+    import yasa
+
+    raw = mne.io.read_raw_edf(psg, include=["EEG Fpz-Cz", "EOG horizontal"], preload=True, verbose="error")
+    if "EEG Fpz-Cz" not in raw.ch_names:
+        raise SleepEdgeError(f"{psg}: no 'EEG Fpz-Cz' channel for YASA")
+    eog = "EOG horizontal" if "EOG horizontal" in raw.ch_names else None
+    labels = np.asarray(yasa.SleepStaging(raw, eeg_name="EEG Fpz-Cz", eog_name=eog).predict())
+    idx = np.array([YASA_TO_INDEX[str(s)] for s in labels], dtype=np.int64)
+    if epoch_index.max(initial=-1) >= len(idx):
+        raise SleepEdgeError(f"{psg}: YASA staged {len(idx)} epochs, cache needs epoch {int(epoch_index.max())}")
+    return idx[epoch_index]
+
+
+def quick_train_edge(
+    x: np.ndarray, y: np.ndarray, *, passes: int = 4, batch: int = 256, seed: int = 0
+) -> Any:
+    """The edge architecture trained briefly (class-balanced, clipped input) for the ablation."""
+    import tensorflow as tf
+
+    from host_tools import datasets, models
+
+    tf.keras.utils.set_random_seed(seed)
+    model = models.build_edge_cnn(seed=seed)
+    k = models.keras()
+    model.compile(optimizer=k.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    w = datasets.sample_weights(y, datasets.class_weights(y))
+    model.fit(datasets.prepare_inputs(x, clip_uv=C.EDGE_INPUT_CLIP_UV), y, sample_weight=w,
+              batch_size=batch, epochs=passes, shuffle=True, verbose=0)
+    return model
+
+
+def filter_ablation(cache: Path, train_ids: list[str], test_ids: list[str], *, passes: int, seed: int = 0) -> dict:
+    """Same edge CNN, same budget, trained and scored on filtered vs raw (unfiltered) epochs."""
+    from host_tools import datasets, evaluation, models, prepare
+
+    out: dict[str, Any] = {"passes": passes}
+    for name, filtered in (("filtered", True), ("unfiltered", False)):
+        x_tr, y_tr, _, _ = prepare.load_epochs(cache, train_ids, filtered=filtered)
+        x_te, y_te, _, _ = prepare.load_epochs(cache, test_ids, filtered=filtered)
+        t0 = time.time()
+        m = quick_train_edge(x_tr, y_tr, passes=passes, seed=seed)
+        p = models.predict_proba(m, datasets.prepare_inputs(x_te, clip_uv=C.EDGE_INPUT_CLIP_UV))
+        s = evaluation.scores(y_te, p.argmax(1))
+        out[name] = {k: s[k] for k in ("acc", "mf1", "kappa", "f1")} | {"train_seconds": round(time.time() - t0, 1)}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the benchmark
+# --------------------------------------------------------------------------------------------
+
+def _summary(s: dict) -> dict:
+    return {k: s[k] for k in ("n", "acc", "mf1", "kappa", "f1", "confusion")}
+
+
+def bench_accuracy(
+    cache: Path, models_dir: Path, out: Path, *, test_subjects: list[str] | None = None,
+    max_escalated: float = 0.20, threshold: float | None = None, with_yasa: bool = True,
+    ablation_passes: int = 4, seed: int = 0, progress: bool = True,
+) -> dict[str, Any]:
+    """Score every model on the held-out subjects of ``cache`` and write reports into ``out``.
+
+    Parameters
+    ----------
+    cache
+        Prepared cache (``sleepedge data prepare``).
+    models_dir
+        Folder with ``source/`` (cloud model) and ``edge/`` (``model.tflite``, optionally
+        ``float.keras``).
+    threshold
+        Escalation threshold the hybrid is scored at; default: the one ``sleepedge export`` baked
+        into ``edge/export.json``, else the recommended one on this test set.
+    ablation_passes
+        Passes of the filter ablation's quick trainings; 0 skips the ablation.
+
+    Returns
+    -------
+    dict
+        What ``out/bench-accuracy.json`` holds.
+    """
+    from rich.progress import Progress
+
+    from host_tools import datasets, evaluation, models, plotting, prepare
+    from host_tools.predict import TflmModel, decide
+
+    cache, models_dir, out = Path(cache), Path(models_dir), Path(out)
+    index = datasets.load_index_checked(cache)
+    tests = test_subjects_for(models_dir, index, test_subjects)
+    known = {str(n["subject"]) for n in index["nights"]}
+    if not set(tests) <= known:
+        raise SleepEdgeError(f"{cache}: held-out subjects {sorted(set(tests) - known)} are not in this cache")
+    test_ids = datasets.night_ids_for(index, tests)
+    train_ids = [str(n["id"]) for n in index["nights"] if str(n["subject"]) not in set(tests)]
+    edge_dir = models_dir / "edge"
+    if not (models_dir / "source").is_dir() or not (edge_dir / "model.tflite").is_file():
+        raise SleepEdgeError(f"{models_dir}: needs source/ (cloud model) and edge/model.tflite; run `make train`")
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = corpus_label(cache, index, test_ids)
+    note = f"corpus: {corpus}"
+    x, y, _subj, nights = prepare.load_epochs(cache, test_ids, filtered=True)
+    if len(y) == 0:
+        raise SleepEdgeError(f"{cache}: held-out nights hold no epochs")
+    steps = ["source", "edge float", "edge int8", "hybrid"] + (["yasa"] if with_yasa else []) + \
+        (["filter ablation"] if ablation_passes > 0 else [])
+    report: dict[str, Any] = {"corpus": corpus, "cache": str(cache), "models": str(models_dir),
+                              "test_subjects": tests, "test_nights": test_ids, "n_epochs": int(len(y)),
+                              "scores": {}}
+    t0 = time.time()
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("bench accuracy", total=len(steps))
+
+        def step(name: str) -> None:
+            bar.update(task, description=f"bench accuracy: {name}")
+
+        step("source")
+        cloud = models.load_cloud_model(models_dir / "source")
+        p_cloud = cloud.predict_proba(x)
+        report["scores"]["source_float"] = _summary(evaluation.scores(y, p_cloud.argmax(1)))
+        bar.advance(task)
+
+        step("edge float")
+        float_path = edge_dir / EDGE_FLOAT_FILE
+        if float_path.is_file():
+            edge_float = models.load_keras_model(float_path)
+            p_ef = models.predict_proba(edge_float, np.clip(x, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV))
+            report["scores"]["edge_float"] = _summary(evaluation.scores(y, p_ef.argmax(1)))
+        bar.advance(task)
+
+        step("edge int8")
+        tflm = TflmModel.load(edge_dir)
+        raw = tflm.run_int8(tflm.quantize(x))
+        stages, _conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
+        p_edge = (raw.astype(np.int32) - tflm.output_zero_point).astype(np.float32) * np.float32(tflm.output_scale)
+        report["scores"]["edge_int8"] = _summary(evaluation.scores(y, stages))
+        bar.advance(task)
+
+        step("hybrid")
+        curve = evaluation.escalation_curve(y, p_edge, p_cloud)
+        rec = evaluation.recommend_threshold(curve, max_escalated)
+        # The hybrid is scored at the threshold the device really uses (chosen on validation
+        # subjects by the pipeline and baked in at export); the test-set optimum is shown beside it.
+        used = threshold if threshold is not None else deployed_threshold(edge_dir)
+        if used is None:
+            used = rec.threshold
+        labels, esc = evaluation.hybrid(p_edge, p_cloud, used)
+        report["scores"]["hybrid"] = _summary(evaluation.scores(y, labels)) | {
+            "threshold": float(used), "escalated_fraction": float(esc.mean())}
+        report["recommended"] = vars(rec) | {"rule": f"highest hybrid accuracy with <= {max_escalated:.0%} "
+                                                      "escalated; ties -> lower threshold"}
+        report["escalation_curve"] = [vars(p) for p in curve]
+        bar.advance(task)
+
+        if with_yasa:
+            step("yasa")
+            by_id = {n["id"]: n for n in index["nights"]}
+            y_yasa = np.empty_like(y)
+            for nid in test_ids:
+                night = prepare.load_night(cache, nid)
+                y_yasa[nights == nid] = yasa_predict(Path(by_id[nid]["psg"]), night["epoch_index"].astype(np.int64))
+            report["scores"]["yasa"] = _summary(evaluation.scores(y, y_yasa))
+            bar.advance(task)
+
+        if ablation_passes > 0:
+            step("filter ablation")
+            report["filter_ablation"] = filter_ablation(cache, train_ids, test_ids, passes=ablation_passes, seed=seed)
+            bar.advance(task)
+    report["seconds"] = round(time.time() - t0, 1)
+
+    # --- figures and files ---
+    for name, s in report["scores"].items():
+        plotting.confusion_matrix(out / f"confusion_{name}.png", s["confusion"], title=f"{name} (held-out)", note=note)
+    refs = {"edge int8 alone": report["scores"]["edge_int8"]["acc"],
+            "cloud alone": report["scores"]["source_float"]["acc"]}
+    plotting.escalation_curve(out / "escalation.png", curve, recommended=rec, references=refs,
+                              max_escalated=max_escalated, note=note)
+    first = test_ids[0]
+    sel = nights == first
+    _, esc_first = evaluation.hybrid(p_edge[sel], p_cloud[sel], used)
+    plotting.hypnogram(out / f"hypnogram_{first}.png",
+                       {"truth": y[sel], "edge int8": stages[sel], "hybrid": labels[sel]},
+                       escalated=esc_first, title=f"{first} (held-out)", note=note)
+    (out / "escalation.json").write_text(json.dumps(
+        {"corpus": corpus, "recommended": report["recommended"], "curve": report["escalation_curve"]}, indent=2) + "\n")
+    (out / "bench-accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "README.md").write_text(format_markdown(report))
+    return report
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown page: corpus first, then the table."""
+    lines = [f"# Accuracy benchmark", "", f"**Corpus: {report['corpus']}**", "",
+             f"Held-out subjects: {', '.join(report['test_subjects'])} ({report['n_epochs']} epochs).", "",
+             "| model | acc | macro-F1 | kappa | " + " | ".join(f"F1 {s}" for s in C.STAGES) + " |",
+             "|---|---|---|---|" + "---|" * C.N_CLASSES]
+    for name, s in report["scores"].items():
+        f1 = " | ".join("-" if s["f1"][k] is None else f"{s['f1'][k]:.3f}" for k in C.STAGES)
+        lines.append(f"| {name} | {s['acc']:.3f} | {s['mf1']:.3f} | {s['kappa']:.3f} | {f1} |")
+    h, r = report["scores"]["hybrid"], report["recommended"]
+    lines += ["", f"Hybrid at threshold {h['threshold']:.3f}: {h['escalated_fraction']:.1%} of epochs escalated.",
+              f"Recommended on this test set ({r['rule']}): threshold {r['threshold']:.3f}, "
+              f"{r['escalated_fraction']:.1%} escalated, hybrid accuracy {r['acc']:.3f}.", ""]
+    if "filter_ablation" in report:
+        a = report["filter_ablation"]
+        lines += [f"Filter ablation (edge CNN, {a['passes']} passes each): filtered acc {a['filtered']['acc']:.3f} / "
+                  f"kappa {a['filtered']['kappa']:.3f}; unfiltered acc {a['unfiltered']['acc']:.3f} / "
+                  f"kappa {a['unfiltered']['kappa']:.3f}.", ""]
+    return "\n".join(lines)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", type=Path, default=Path("data/cache/sc"),
+                        help="prepared cache (default: %(default)s, the one `make train` writes)")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="models folder (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("reports/bench-accuracy"), help="report folder")
+    parser.add_argument("--test-subjects", nargs="+", default=None,
+                        help="held-out subjects (default: the source model's test split)")
+    parser.add_argument("--max-escalated", type=float, default=0.20,
+                        help="escalation cap for the recommended threshold (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="score the hybrid at this threshold (default: the exported one)")
+    parser.add_argument("--no-yasa", action="store_true", help="skip the YASA reference")
+    parser.add_argument("--ablation-passes", type=int, default=4,
+                        help="passes per filter-ablation training; 0 skips it (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.max_escalated <= 1.0:
+        raise SleepEdgeError(f"--max-escalated must be within [0, 1], got {args.max_escalated}")
+    r = bench_accuracy(args.cache, args.models, args.out, test_subjects=args.test_subjects,
+                       max_escalated=args.max_escalated, threshold=args.threshold, with_yasa=not args.no_yasa,
+                       ablation_passes=args.ablation_passes)
+    print(format_markdown(r))
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,150 @@
+"""``sleepedge export``: put an int8 model where the firmware takes it, and prove TFLM runs it.
+
+1. copy the flatbuffer to ``OUT/model.tflite`` after checking its operator set;
+2. ``host_tools.c_export.export_model`` writes the C arrays and the native engine's plan;
+3. regenerate ``firmware/generated/sleepedge_constants.h`` (``host_tools.codegen``);
+4. run held-out epochs through the host TFLite interpreter and the real TFLite Micro interpreter
+   and report their agreement (TFLM is the reference the firmware reproduces bit for bit);
+5. save reference vectors (filtered epoch, int8 input, TFLM int8 output) as
+   ``OUT/reference_vectors.npz`` for the firmware tests, and ``OUT/export.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host_tools import constants as C
+from host_tools.errors import SleepEdgeError
+
+REFERENCE_FILE = "reference_vectors.npz"
+#: Reference vectors saved for the firmware tests (a few, kept small in git).
+N_REFERENCE: int = 8
+
+
+def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Held-out filtered epochs to compare interpreters on, and where they come from.
+
+    With a cache: a random sample of the held-out (fold-0 test) subjects' epochs. Without one:
+    band-passed Gaussian noise of EEG-like amplitude through the device filter (stated as such).
+    """
+    rng = np.random.default_rng(seed)
+    if cache is not None:
+        from host_tools.compress import split_cache
+
+        data = split_cache(cache)
+        x = data["x_test"]
+        pick = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
+        return x[pick], f"{cache} held-out subjects {', '.join(data['test_subjects'])}"
+    from host_tools import filters
+
+    noise = rng.standard_normal(n * C.EPOCH_SAMPLES) * 40.0
+    y = filters.filter_device(noise).reshape(n, C.EPOCH_SAMPLES)
+    return y, "filtered Gaussian noise (no cache given)"
+
+
+def export(
+    tflite: Path, out: Path, *, threshold: float = C.DEFAULT_CONFIDENCE_THRESHOLD,
+    name: str = "edge", cache: Path | None = None, n_check: int = 200, c_out: Path | None = None,
+    header: Path | None = None, seed: int = 0,
+) -> dict[str, Any]:
+    """Export ``tflite`` into ``out`` and check TFLM against the TFLite interpreter.
+
+    Returns
+    -------
+    dict
+        The ``export.json`` report (sha256, quantization, ops, agreement, files written).
+    """
+    from host_tools import codegen
+    from host_tools.compress import check_ops, dequantize, io_quantization, tflite_predict_int8
+    from host_tools.predict import TflmModel, decide
+
+    tflite, out = Path(tflite), Path(out)
+    if not tflite.is_file():
+        raise SleepEdgeError(f"{tflite}: no such .tflite file")
+    if not 0.0 <= threshold <= 1.0:
+        raise SleepEdgeError(f"--threshold must be within [0, 1], got {threshold}")
+    data = tflite.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise SleepEdgeError(f"{tflite}: not a TFLite flatbuffer (no TFL3 identifier)")
+    ops = check_ops(data, str(tflite))
+    io = io_quantization(data)
+    if io["input_dtype"] != "int8" or io["output_dtype"] != "int8":
+        raise SleepEdgeError(f"{tflite}: must be full int8 (input {io['input_dtype']}, output {io['output_dtype']})")
+    out.mkdir(parents=True, exist_ok=True)
+    dest = out / "model.tflite"
+    if dest.resolve() != tflite.resolve():
+        shutil.copyfile(tflite, dest)
+
+    try:
+        from host_tools import c_export
+    except ModuleNotFoundError as exc:
+        raise SleepEdgeError("host_tools.c_export is not available in this build: cannot write C arrays") from exc
+    c_dir = Path(c_out) if c_out is not None else out
+    c_export.export_model(dest, c_dir, threshold=float(threshold), name=name)
+    header_path = codegen.write_constants_header(header) if header else codegen.write_constants_header()
+
+    x, source = check_epochs(cache, n_check, seed)
+    tflm = TflmModel.load(dest)
+    q_in = tflm.quantize(x)
+    micro = tflm.run_int8(q_in)
+    host = tflite_predict_int8(data, x)
+    stages, conf = decide(micro, tflm.output_scale, tflm.output_zero_point)
+    diff = np.abs(micro.astype(np.int16) - host.astype(np.int16))
+    agreement = {
+        "epochs": int(len(x)),
+        "epochs_from": source,
+        "bit_exact_fraction": float((diff.max(axis=1) == 0).mean()),
+        "max_abs_lsb": int(diff.max()) if diff.size else 0,
+        "argmax_agreement": float((micro.argmax(1) == host.argmax(1)).mean()),
+        "max_prob_diff": float(np.abs(dequantize(micro, io["output_scale"], io["output_zero_point"])
+                                      - dequantize(host, io["output_scale"], io["output_zero_point"])).max()),
+    }
+    k = min(N_REFERENCE, len(x))
+    np.savez_compressed(
+        out / REFERENCE_FILE, x_filt=x[:k].astype(np.float32), input_int8=q_in[:k], output_int8=micro[:k],
+        stage=stages[:k].astype(np.int8), confidence=conf[:k].astype(np.float32),
+        input_scale=np.float32(tflm.input_scale), input_zero_point=np.int32(tflm.input_zero_point),
+        output_scale=np.float32(tflm.output_scale), output_zero_point=np.int32(tflm.output_zero_point),
+    )
+    report = {
+        "tflite": str(dest), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+        "name": name, "threshold": float(threshold), "ops": ops, "io": io,
+        "tflm_vs_tflite": agreement, "reference_vectors": str(out / REFERENCE_FILE),
+        "c_out": str(c_dir), "header": str(header_path),
+    }
+    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tflite", type=Path, required=True, help="full-int8 model from `sleepedge compress`")
+    parser.add_argument("--out", type=Path, default=Path("models/edge"), help="model folder (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=C.DEFAULT_CONFIDENCE_THRESHOLD,
+                        help="escalation confidence threshold baked into the header (default: %(default)s)")
+    parser.add_argument("--name", default="edge", help="model name in the C sources (default: %(default)s)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="prepared cache: check TFLM on its held-out epochs (default: filtered noise)")
+    parser.add_argument("--c-out", type=Path, default=None, help="folder for model_data/model_plan (default: --out)")
+    parser.add_argument("--header", type=Path, default=None,
+                        help="constants header to regenerate (default: firmware/generated/sleepedge_constants.h)")
+    parser.add_argument("--n-check", type=int, default=200, help="epochs compared TFLM vs TFLite (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.n_check < 1:
+        raise SleepEdgeError(f"--n-check must be at least 1, got {args.n_check}")
+    r = export(args.tflite, args.out, threshold=args.threshold, name=args.name, cache=args.cache,
+               n_check=args.n_check, c_out=args.c_out, header=args.header)
+    a = r["tflm_vs_tflite"]
+    print(f"exported {r['tflite']} ({r['bytes']} bytes, sha256 {r['sha256'][:12]}), threshold {r['threshold']:.3f}")
+    print(f"TFLM vs TFLite on {a['epochs']} epochs ({a['epochs_from']}): bit-exact {a['bit_exact_fraction']:.1%}, "
+          f"max |diff| {a['max_abs_lsb']} LSB, argmax agreement {a['argmax_agreement']:.1%}")
+    print(f"wrote C sources to {r['c_out']}, {r['header']}, {r['reference_vectors']}")
+    return 0

@@ -1,0 +1,207 @@
+"""``sleepedge predict``: the host reference of what the device computes, epoch by epoch.
+
+EDF channel (uV) -> int16 transport -> causal Butterworth over the whole recording
+(``filters.filter_device``) -> 30-s epochs from the start -> int8 input
+(``filters.quantize_model_input`` with the model's scale / zero point) -> the real TFLite Micro
+interpreter -> argmax and confidence = dequantized max probability ``(q_max - zp) * scale``
+(float32), exactly as the firmware does it. Ties in the int8 output go to the lowest class index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from host_tools import constants as C
+from host_tools.errors import SleepEdgeError
+
+CSV_FIELDS: tuple[str, ...] = ("recording", "epoch", "onset_s", "stage", "confidence")
+MODEL_FILE = "model.tflite"
+
+
+def resolve_tflite(model: str | Path) -> Path:
+    """A ``.tflite`` file, or the ``model.tflite`` inside a model folder (e.g. ``models/edge``)."""
+    path = Path(model)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise SleepEdgeError(f"{path}: no such model (give a .tflite file or a folder holding {MODEL_FILE})")
+    return path
+
+
+@dataclass
+class TflmModel:
+    """An int8 classifier running in the TFLite Micro interpreter (the device's reference)."""
+
+    path: Path
+    interpreter: Any
+    input_shape: tuple[int, ...]
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+
+    @classmethod
+    def load(cls, model: str | Path) -> "TflmModel":
+        """Open ``model`` (file or folder) and check it is the int8 (3000 -> 5) edge model."""
+        from tflite_micro.python.tflite_micro import runtime
+
+        path = resolve_tflite(model)
+        data = path.read_bytes()
+        if len(data) < 8 or data[4:8] != b"TFL3":
+            raise SleepEdgeError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier)")
+        try:
+            # The arena only has to exceed the largest pair of activations; 10x the model (the
+            # runtime's default) with a 256 KB floor is plenty for the edge CNN.
+            it = runtime.Interpreter.from_bytes(data, arena_size=max(10 * len(data), 256 * 1024))
+            i, o = it.get_input_details(0), it.get_output_details(0)
+        except Exception as exc:  # noqa: BLE001 - TFLM raises RuntimeError / ValueError
+            raise SleepEdgeError(f"{path}: TFLite Micro cannot load it ({type(exc).__name__}: {exc})") from exc
+        shape = tuple(int(v) for v in i["shape"])
+        if np.dtype(i["dtype"]) != np.int8 or np.dtype(o["dtype"]) != np.int8:
+            raise SleepEdgeError(f"{path}: input/output must be int8, got {np.dtype(i['dtype'])}/{np.dtype(o['dtype'])}")
+        if int(np.prod(shape)) != C.EPOCH_SAMPLES or int(np.prod(o["shape"])) != C.N_CLASSES:
+            raise SleepEdgeError(f"{path}: expected {C.EPOCH_SAMPLES} inputs and {C.N_CLASSES} outputs, "
+                                 f"got shapes {list(shape)} and {list(o['shape'])}")
+        iq, oq = i["quantization_parameters"], o["quantization_parameters"]
+        return cls(path, it, shape, float(iq["scales"][0]), int(iq["zero_points"][0]),
+                   float(oq["scales"][0]), int(oq["zero_points"][0]))
+
+    def run_int8(self, q: np.ndarray) -> np.ndarray:
+        """Raw int8 outputs (n, 5) for int8 inputs (n, 3000)."""
+        q = np.asarray(q, dtype=np.int8).reshape(-1, C.EPOCH_SAMPLES)
+        out = np.empty((len(q), C.N_CLASSES), dtype=np.int8)
+        for k, row in enumerate(q):
+            self.interpreter.set_input(row.reshape(self.input_shape), 0)
+            self.interpreter.invoke()
+            out[k] = np.asarray(self.interpreter.get_output(0)).reshape(-1)
+        return out
+
+    def quantize(self, x_filt: np.ndarray) -> np.ndarray:
+        """Filtered uV epochs (n, 3000) -> int8 model input, as the firmware quantizes."""
+        from host_tools.filters import quantize_model_input
+
+        return quantize_model_input(x_filt, self.input_scale, self.input_zero_point)
+
+
+def decide(raw: np.ndarray, output_scale: float, output_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stage index (first maximum) and float32 confidence ``(q_max - zp) * scale`` per row."""
+    raw = np.asarray(raw, dtype=np.int8).reshape(-1, C.N_CLASSES)
+    stages = raw.argmax(axis=1).astype(np.int64)
+    qmax = raw.max(axis=1).astype(np.int32)
+    conf = (qmax - np.int32(output_zero_point)).astype(np.float32) * np.float32(output_scale)
+    return stages, conf
+
+
+def predict_epochs_int8(
+    model_path: str | Path, x_filt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run filtered epochs through the int8 model in TFLite Micro.
+
+    Parameters
+    ----------
+    model_path
+        ``.tflite`` file or a folder holding ``model.tflite``.
+    x_filt
+        (n, 3000) float32 filtered microvolts (``filters.filter_device`` cut into epochs).
+
+    Returns
+    -------
+    raw : int8 (n, 5)
+        The model's int8 output, what the device sends in RESULT frames.
+    stages : int64 (n,)
+        Class indices into ``constants.STAGES``.
+    confidences : float32 (n,)
+        Dequantized max probability.
+    """
+    x = np.asarray(x_filt, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != C.EPOCH_SAMPLES:
+        raise SleepEdgeError(f"x_filt: expected (n, {C.EPOCH_SAMPLES}) epochs, got shape {x.shape}")
+    model = TflmModel.load(model_path)
+    raw = model.run_int8(model.quantize(x))
+    stages, conf = decide(raw, model.output_scale, model.output_zero_point)
+    return raw, stages, conf
+
+
+def recording_epochs(psg: str | Path, channel: str = "Fpz-Cz") -> tuple[np.ndarray, str]:
+    """Filtered epochs of one PSG exactly as the device forms them, and the recording id.
+
+    The whole recording is filtered from its first sample; a trailing partial epoch is dropped.
+    """
+    from host_tools import edf_io, filters
+
+    psg = Path(psg)
+    signal, fs, _start = edf_io.read_psg_channel(psg, channel)
+    if fs != C.FS_HZ:
+        raise SleepEdgeError(f"{psg}: channel {channel} is sampled at {fs} Hz, the device expects {C.FS_HZ} Hz")
+    n = len(signal) // C.EPOCH_SAMPLES
+    if n == 0:
+        raise SleepEdgeError(f"{psg}: shorter than one {C.EPOCH_S}-s epoch")
+    y = filters.filter_device(signal)[: n * C.EPOCH_SAMPLES]
+    name = psg.name[: -len("-PSG.edf")] if psg.name.endswith("-PSG.edf") else psg.stem
+    return y.reshape(n, C.EPOCH_SAMPLES), name
+
+
+def find_recordings(path: str | Path) -> list[Path]:
+    """``path`` itself if it is a file, else the ``*-PSG.edf`` files in the folder, sorted."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.glob("*-PSG.edf"))
+        if not found:
+            raise SleepEdgeError(f"{path}: folder holds no *-PSG.edf recordings")
+        return found
+    raise SleepEdgeError(f"{path}: no such file or folder")
+
+
+def predict_recordings(
+    model: str | Path, recordings: Iterable[Path], channel: str = "Fpz-Cz", progress: bool = True
+) -> list[dict[str, Any]]:
+    """CSV rows (:data:`CSV_FIELDS`) for every epoch of every recording."""
+    from rich.progress import Progress
+
+    tflm = TflmModel.load(model)
+    rows: list[dict[str, Any]] = []
+    recordings = list(recordings)
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("predict", total=len(recordings))
+        for psg in recordings:
+            epochs, name = recording_epochs(psg, channel)
+            raw = tflm.run_int8(tflm.quantize(epochs))
+            stages, conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
+            for k, (s, c) in enumerate(zip(stages, conf)):
+                rows.append({"recording": name, "epoch": k, "onset_s": k * C.EPOCH_S,
+                             "stage": C.STAGES[int(s)], "confidence": f"{float(c):.6f}"})
+            bar.advance(task)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(CSV_FIELDS))
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=Path("models/edge"),
+                        help="int8 .tflite or model folder (default: %(default)s)")
+    parser.add_argument("--in", dest="inp", type=Path, required=True, help="a *-PSG.edf or a folder of them")
+    parser.add_argument("--out", type=Path, required=True, help="CSV to write")
+    parser.add_argument("--channel", default="Fpz-Cz", help="EEG channel (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = predict_recordings(args.model, find_recordings(args.inp), args.channel)
+    write_csv(rows, args.out)
+    print(f"wrote {args.out} ({len(rows)} epochs)")
+    return 0
