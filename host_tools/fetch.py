@@ -37,6 +37,11 @@ _FILE_RE = re.compile(
 )
 
 
+class HttpStatusError(SleepEdgeError):
+    """The server answered, but not with the file (404, 500, ...): that file is reported and the
+    others are still fetched."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One database file: its path relative to the base URL, and its SHA-256."""
@@ -171,7 +176,7 @@ def download(url: str, dest: Path, out: Path, timeout: float, progress: bool = T
         elif resp.status == 200:
             have, mode = 0, "wb"
         else:
-            raise SleepEdgeError(f"{url}: HTTP {resp.status} {getattr(resp, 'reason', '')}".rstrip())
+            raise HttpStatusError(f"{url}: HTTP {resp.status} {getattr(resp, 'reason', '')}".rstrip())
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else None
         bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
@@ -273,6 +278,7 @@ def fetch(
             report[key].append(f.relpath)
         return report
 
+    failures: list[str] = []  # HTTP errors, one line each
     bar = tqdm(files, desc="files", unit="file", disable=not progress, file=sys.stderr)
     for f in bar:
         dest = out / f.relpath
@@ -291,7 +297,12 @@ def fetch(
             shutil.copyfile(src, dest)
             got = "copied"
         else:
-            download(base_url + f.relpath, dest, out, timeout, progress)
+            try:
+                download(base_url + f.relpath, dest, out, timeout, progress)
+            except HttpStatusError as exc:
+                report["missing"].append(f.relpath)
+                failures.append(str(exc))
+                continue
             got = "downloaded"
         if sha256_file(dest) != f.sha256:
             os.replace(dest, dest.with_name(dest.name + ".bad"))
@@ -305,9 +316,11 @@ def fetch(
                 f"{len(report['bad'])} file(s) failed the SHA-256 check and were kept as .bad: "
                 + ", ".join(str(out / r) for r in report["bad"])
             )
-        if report["missing"]:
+        if report["missing"] and from_dir is not None:
             parts.append(f"{len(report['missing'])} file(s) not found in {from_dir}: "
                          + ", ".join(Path(r).name for r in report["missing"]))
+        elif report["missing"]:
+            parts.append(f"{len(failures)} file(s) not downloaded: " + ", ".join(failures))
         raise SleepEdgeError("; ".join(parts) + "; run the command again to retry")
     return report
 
