@@ -18,8 +18,6 @@ import re
 import shutil
 import socket
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +126,9 @@ def _offline_message(url: str, reason: object, out: Path) -> str:
 def _open(url: str, out: Path, timeout: float, headers: dict[str, str] | None = None):
     """urlopen with one clear error for network failures; HTTP errors are returned to the caller
     as the ``HTTPError`` (it is a response too) so Range handling can look at 416."""
+    import urllib.error  # here, not at the top: urllib.request pulls in ssl, slowing --help
+    import urllib.request
+
     req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
     try:
         return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - URL from the user
