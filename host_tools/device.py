@@ -47,8 +47,9 @@ def have_toolchain() -> bool:
     return all(shutil.which(tool) for tool in ("arm-none-eabi-gcc", "make", QEMU_BINARY))
 
 
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def _tail(text: str, lines: int | None = 25) -> str:
+    kept = text.strip().splitlines()
+    return "\n".join(kept if lines is None else kept[-lines:])
 
 
 def build_firmware(
@@ -273,12 +274,13 @@ class QemuDevice:
             self._watchdog.cancel()
             self._watchdog = None
 
-    def stderr_text(self) -> str:
-        """What QEMU wrote to stdout/stderr so far (its diagnostics), last lines only."""
+    def stderr_text(self, lines: int | None = 25) -> str:
+        """What QEMU wrote to stdout/stderr (diagnostics, semihosting output): the last
+        ``lines`` lines, or everything with ``lines=None``. Still available after stop."""
         if self._stderr is None:
-            return self._stderr_final
+            return _tail(self._stderr_final, lines)
         self._stderr.seek(0)
-        return _tail(self._stderr.read().decode(errors="replace"))
+        return _tail(self._stderr.read().decode(errors="replace"), lines)
 
     def check_exit(self, expected: int = 0) -> None:
         """Raise :class:`SleepEdgeError` with QEMU's diagnostics unless it exited with ``expected``."""
@@ -294,11 +296,20 @@ class QemuDevice:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.stop()
+        # Did QEMU die on its own (bad image, fault, watchdog) rather than being stopped here?
+        died = self._proc is not None and self._proc.poll() is not None
+        code = self.stop()
         if self._stderr is not None:
-            self._stderr_final = self.stderr_text()
+            self._stderr_final = self.stderr_text(lines=None)
             self._stderr.close()
             self._stderr = None
+        if exc is not None and died and (code != 0 or self.timed_out):
+            # The host side usually fails with a bare "socket disconnected"; QEMU's own words
+            # say why (e.g. "could not load kernel"), so they replace that error.
+            why = " (killed by the time limit)" if self.timed_out else ""
+            raise SleepEdgeError(
+                f"qemu exited with status {code}{why} running {self.elf}:\n{self.stderr_text()}"
+            ) from exc
 
 
 class DeviceSession:
