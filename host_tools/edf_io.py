@@ -312,7 +312,9 @@ def _check_not_truncated(path: Path) -> None:
         fh.seek(256 + n_signals * 216)
         raw_counts = fh.read(n_signals * 8)
     try:
-        samples_per_record = [int(raw_counts[8 * i : 8 * i + 8].decode("ascii").strip()) for i in range(n_signals)]
+        samples_per_record = [
+            int(raw_counts[8 * i : 8 * i + 8].decode("ascii").strip()) for i in range(n_signals)
+        ]
     except (ValueError, UnicodeDecodeError) as exc:
         raise SleepEdgeError(f"{path}: malformed EDF signal header") from exc
     if n_records < 0:  # -1 = unknown (still being recorded); nothing to check against

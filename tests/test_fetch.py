@@ -103,7 +103,8 @@ def make_db() -> dict[str, bytes]:
     for subj, night, letter in [(0, 1, "C"), (0, 2, "C"), (1, 1, "H"), (1, 2, "J")]:
         for kind, code in [("PSG", "0"), ("Hypnogram", letter)]:
             seed += 1
-            files[f"{SC}/SC40{subj}{night}E{code}-{kind}.edf"] = fake_edf(seed, 150_000 if kind == "PSG" else 3000)
+            size = 150_000 if kind == "PSG" else 3000
+            files[f"{SC}/SC40{subj}{night}E{code}-{kind}.edf"] = fake_edf(seed, size)
     files[f"{ST}/ST7011J0-PSG.edf"] = fake_edf(99)
     files[f"{ST}/ST7011JP-Hypnogram.edf"] = fake_edf(98, 3000)
     files["RECORDS"] = "\n".join(p for p in files if p.endswith("PSG.edf")).encode()
@@ -337,7 +338,8 @@ def test_real_hypnograms_download_and_verify(serve, tmp_path: Path, shared_edfx:
     srv = serve(served)
     report = fetch.fetch(tmp_path, subjects=set(range(27)), kinds="hypnogram", base_url=srv.url,
                          progress=False)
-    assert sorted(report["downloaded"]) == sorted(k for k in served if "SC427" not in k and k.endswith(".edf"))
+    expected = sorted(k for k in served if "SC427" not in k and k.endswith(".edf"))
+    assert sorted(report["downloaded"]) == expected
     for rel in report["downloaded"]:
         assert (tmp_path / rel).read_bytes() == served[rel]
     with pytest.raises(SleepEdgeError, match="SC4272FM-Hypnogram.edf: HTTP 404"):

@@ -134,8 +134,8 @@ def test_cache_counts_match_independent_trim(real_corpus: Path, real_cache: Path
         assert int(night["night"]) == entry["night"] == int(entry["id"][5])
         assert str(night["domain"]) == "sc" and int(night["fs"]) == 100
         assert str(night["channel"]) == "EEG Fpz-Cz"
-        assert (night["x_raw"].dtype, night["x_filt"].dtype, night["y"].dtype, night["epoch_index"].dtype) == (
-            np.int16, np.float32, np.int8, np.int32)
+        dtypes = [night[k].dtype for k in ("x_raw", "x_filt", "y", "epoch_index")]
+        assert dtypes == [np.int16, np.float32, np.int8, np.int32]
 
 
 def test_epochs_are_cut_at_multiples_of_3000_samples(real_cache: Path) -> None:
