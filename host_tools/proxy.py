@@ -98,7 +98,13 @@ class DeviceLink:
         while True:
             try:
                 port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.05,
-                                             write_timeout=30)
+                                             write_timeout=30, do_not_open=True)
+                # pyserial flushes the input at open(); the device's HELLO may already be
+                # there (an emulator boots the moment we connect), and the decoder copes with
+                # stale bytes, so keep them.
+                port.reset_input_buffer = lambda: None  # type: ignore[method-assign]
+                port.open()
+                del port.reset_input_buffer
                 break
             except (serial.SerialException, OSError, ValueError) as exc:
                 if time.monotonic() >= deadline:
@@ -239,9 +245,12 @@ class CloudClient:
         First retry delay; doubles on each retry (capped by the time left).
     max_attempts
         Most attempts per epoch.
+    transport
+        httpx transport override (tests use ``httpx.MockTransport``).
     """
 
-    def __init__(self, url: str, token: str, *, backoff_s: float = 0.05, max_attempts: int = 6) -> None:
+    def __init__(self, url: str, token: str, *, backoff_s: float = 0.05, max_attempts: int = 6,
+                 transport: httpx.BaseTransport | None = None) -> None:
         import httpx
 
         if not url.startswith(("http://", "https://")):
@@ -254,6 +263,7 @@ class CloudClient:
         self._client: httpx.Client = httpx.Client(
             headers={"Authorization": f"Bearer {token}"},
             limits=httpx.Limits(max_connections=2 * C.MAX_PENDING_ESCALATIONS),
+            transport=transport,
         )
 
     def close(self) -> None:

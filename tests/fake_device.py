@@ -132,7 +132,8 @@ class FakeDevice:
 
     def __init__(self, threshold: float = C.DEFAULT_CONFIDENCE_THRESHOLD,
                  timeout_ms: int = C.DEFAULT_ESCALATION_TIMEOUT_MS, faults: FakeDeviceFaults | None = None,
-                 model: StandInCloudModel | None = None) -> None:
+                 model: StandInCloudModel | None = None, local_signal: np.ndarray | None = None) -> None:
+        self.local_signal = local_signal  # blocks the device "samples itself" (no host streaming)
         self.default_threshold = threshold
         self.default_timeout_ms = timeout_ms
         self.faults = faults or FakeDeviceFaults()
@@ -232,8 +233,17 @@ class FakeDevice:
                         self._hello(conn)
                 self.status["bad_crc"] = self.decoder.bad_crc
                 self.status["garbage_bytes"] = self.decoder.garbage_bytes
+            self._local_block(conn)
             self._expire(conn)
         return True
+
+    def _local_block(self, conn: socket.socket) -> None:
+        """With ``local_signal``: ingest one block per loop, as if from an on-board ADC."""
+        sig = self.local_signal
+        if sig is None or self.next_block * C.SAMPLES_PER_BLOCK >= len(sig) - C.SAMPLES_PER_BLOCK + 1:
+            return
+        b = self.next_block
+        self._samples(conn, P.Samples(b, sig[b * C.SAMPLES_PER_BLOCK:(b + 1) * C.SAMPLES_PER_BLOCK]))
 
     def _handle(self, conn: socket.socket, frame: P.Frame) -> str | None:
         try:
@@ -340,3 +350,116 @@ def stream_signal(n_epochs: int, seed: int = 0) -> np.ndarray:
     freq = np.repeat(rng.uniform(1, 12, n_epochs), C.EPOCH_SAMPLES)
     x = amp * np.sin(2 * np.pi * freq * t) + rng.standard_normal(t.size) * 15
     return filters.to_device_samples(x)
+
+
+class TcpRelay:
+    """A TCP man-in-the-middle between the host (``url``) and a device on ``target_port``.
+
+    It injects link faults the device itself cannot: ``corrupt_every`` flips one byte in every
+    that many host->device bytes; :meth:`swap_target` connects the same host connection to a
+    different device (a board reset behind a USB-serial bridge: the port stays open and a HELLO
+    arrives mid-stream); :meth:`drop` closes the host connection (the port goes away).
+    """
+
+    def __init__(self, target_port: int, corrupt_every: int = 0) -> None:
+        self.target_port = target_port
+        self.corrupt_every = corrupt_every
+        self.corrupted = 0
+        self._seen = 0
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(1)
+        self.port = self._server.getsockname()[1]
+        self.url = f"socket://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._host: socket.socket | None = None
+        self._dev: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tcp-relay")
+
+    def __enter__(self) -> "TcpRelay":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for s in (self._host, self._dev, self._server):
+            if s is not None:
+                s.close()
+
+    def swap_target(self, port: int) -> None:
+        with self._lock:
+            old = self._dev
+            self._dev = socket.create_connection(("127.0.0.1", port))
+            self.target_port = port
+        if old is not None:
+            old.close()
+
+    def drop(self) -> None:
+        with self._lock:
+            if self._host is not None:
+                self._host.close()
+                self._host = None
+
+    def _run(self) -> None:
+        self._server.settimeout(0.1)
+        while not self._stop.is_set():
+            if self._host is not None:
+                time.sleep(0.05)
+                continue
+            try:
+                host, _ = self._server.accept()
+            except socket.timeout:
+                continue
+            with self._lock:
+                self._host = host
+                if self._dev is None:
+                    self._dev = socket.create_connection(("127.0.0.1", self.target_port))
+            # One pump per direction: QEMU's UART transmit blocks until its output is read, so
+            # a single-threaded relay blocked on one direction could deadlock the other.
+            for to_dev in (True, False):
+                threading.Thread(target=self._pump, args=(host, to_dev), daemon=True).start()
+
+    def _pump(self, host: socket.socket, to_dev: bool) -> None:
+        import select
+
+        while not self._stop.is_set():
+            with self._lock:
+                if self._host is not host:
+                    return
+                src, dst = (host, self._dev) if to_dev else (self._dev, host)
+            if src is None or dst is None:
+                time.sleep(0.01)
+                continue
+            try:
+                ready, _, _ = select.select([src], [], [], 0.05)
+                if not ready:
+                    continue
+                data = src.recv(65536)
+            except (OSError, ValueError):
+                data = b""
+            if not data:
+                if to_dev:  # the host went away
+                    with self._lock:
+                        if self._host is host:
+                            self._host = None
+                    return
+                time.sleep(0.01)  # the old device closed after a swap; keep going
+                continue
+            try:
+                dst.sendall(self._corrupt(data) if to_dev else data)
+            except OSError:
+                pass
+
+    def _corrupt(self, data: bytes) -> bytes:
+        if not self.corrupt_every:
+            return data
+        buf = bytearray(data)
+        for i in range(len(buf)):
+            self._seen += 1
+            if self._seen % self.corrupt_every == 0 and buf[i] != 0:
+                buf[i] = (buf[i] ^ 0x24) or 0x01
+                self.corrupted += 1
+        return bytes(buf)

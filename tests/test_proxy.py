@@ -1,0 +1,166 @@
+"""Escalation proxy against the fake device and a real cloud service (stand-in model)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from host_tools import constants as C
+from host_tools import protocol as P
+from host_tools.monitor import MonitorOptions, run_monitor
+from host_tools.proxy import CloudClient, CloudError, DeviceLink, EscalationBridge
+from tests.fake_device import FakeDevice, StandInCloudModel, edge_reference, stream_signal
+from tests.test_cloud import TOKEN, free_port, serve
+
+N_EPOCHS = 16
+THRESHOLD = 0.9  # the fake edge model is unsure often enough at this threshold
+
+
+@pytest.fixture(scope="module")
+def signal() -> np.ndarray:
+    return stream_signal(N_EPOCHS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def reference(signal: np.ndarray) -> list:
+    return edge_reference(signal, 0, N_EPOCHS, threshold=THRESHOLD)
+
+
+def test_escalations_answered_by_cloud(signal: np.ndarray, reference: list) -> None:
+    cloud_model = StandInCloudModel()
+    with serve(cloud_model) as url, FakeDevice(timeout_ms=3000) as dev:
+        rows, summary = run_monitor(MonitorOptions(port=dev.url, signal=signal, cloud=url, token=TOKEN,
+                                                   threshold=THRESHOLD, timeout_ms=3000))
+    escalated = [r for r in reference if r[3]]
+    assert 0 < len(escalated) < N_EPOCHS, "test signal must mix confident and unsure epochs"
+    for row, (epoch, stage, conf, esc, filt) in zip(rows, reference):
+        assert row.epoch == epoch and row.edge_stage == stage and row.escalated == esc
+        assert row.edge_confidence == pytest.approx(conf)
+        if esc:
+            expected = StandInCloudModel().stage_of(filt)  # the cloud model on the filtered epoch
+            assert (row.final_source, row.cloud_stage, row.final_stage) == ("cloud", expected, expected)
+        else:
+            assert (row.final_source, row.final_stage) == ("edge", stage)
+    esc = summary["escalation"]
+    assert esc["escalations"] == esc["answered"] == len(escalated) and esc["failed"] == 0
+    assert 0 < esc["latency_ms_median"] <= esc["latency_ms_p95"] < 3000
+    assert summary["escalation_rate"] == pytest.approx(len(escalated) / N_EPOCHS)
+    assert summary["link_device"]["cloud_answers"] == len(escalated)
+    assert cloud_model.calls >= 1
+
+
+def test_cloud_down_device_keeps_its_labels(signal: np.ndarray, reference: list) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with FakeDevice() as dev:
+        rows, summary = run_monitor(MonitorOptions(port=dev.url, signal=signal, cloud=dead, token=TOKEN,
+                                                   threshold=THRESHOLD, timeout_ms=400))
+    for row, (epoch, stage, _c, esc, _f) in zip(rows, reference):
+        assert row.final_stage == stage  # the device's own label, whatever happened to the cloud
+        assert row.final_source == ("timeout" if esc else "edge")
+        assert row.cloud_stage is None
+    esc = summary["escalation"]
+    assert esc["failed"] == esc["escalations"] == sum(r[3] for r in reference) and esc["answered"] == 0
+    assert any("gave up" in e for e in esc["errors"])
+
+
+def test_cloud_slower_than_device_timeout(signal: np.ndarray, reference: list) -> None:
+    """The proxy gives up within its deadline and never sends a label the device no longer wants."""
+    slow = StandInCloudModel(delay_s=1.0)
+    with serve(slow) as url, FakeDevice() as dev:
+        rows, summary = run_monitor(MonitorOptions(port=dev.url, signal=signal, cloud=url, token=TOKEN,
+                                                   threshold=THRESHOLD, timeout_ms=500))
+    n_esc = sum(r[3] for r in reference)
+    assert [r.final_source for r in rows] == ["timeout" if r[3] else "edge" for r in reference]
+    assert summary["escalation"]["failed"] == n_esc
+    assert "cloud label for an epoch that is not pending" not in summary["device_errors"]
+
+
+class _Flaky:
+    """httpx MockTransport handler: fails ``n_fail`` times with ``status``, then answers."""
+
+    def __init__(self, n_fail: int, status: int = 503) -> None:
+        self.n_fail, self.status, self.calls = n_fail, status, 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.calls <= self.n_fail:
+            if self.status == 0:
+                raise httpx.ConnectError("refused", request=request)
+            return httpx.Response(self.status, json={"detail": "busy"})
+        return httpx.Response(200, json={"epoch": 1, "stage": "N3", "stage_index": 3, "probs": [0, 0, 0, 1, 0],
+                                         "model": "m"})
+
+
+def test_client_retries_with_backoff_then_succeeds() -> None:
+    flaky = _Flaky(2)
+    client = CloudClient("http://cloud", TOKEN, backoff_s=0.02, transport=httpx.MockTransport(flaky))
+    t0 = time.monotonic()
+    ans = client.classify("d", 1, np.zeros(C.EPOCH_SAMPLES, np.int16), time.monotonic() + 5)
+    assert (ans.stage, ans.attempts, flaky.calls) == (3, 3, 3)
+    assert time.monotonic() - t0 >= 0.02 + 0.04  # two backoffs, the second twice the first
+
+
+def test_client_does_not_retry_client_errors() -> None:
+    flaky = _Flaky(5, status=401)
+    client = CloudClient("http://cloud", TOKEN, transport=httpx.MockTransport(flaky))
+    with pytest.raises(CloudError, match="HTTP 401") as exc:
+        client.classify("d", 1, np.zeros(C.EPOCH_SAMPLES, np.int16), time.monotonic() + 5)
+    assert exc.value.permanent and flaky.calls == 1
+
+
+def test_client_respects_deadline() -> None:
+    flaky = _Flaky(10**6, status=0)
+    client = CloudClient("http://cloud", TOKEN, backoff_s=0.05, max_attempts=100,
+                         transport=httpx.MockTransport(flaky))
+    t0 = time.monotonic()
+    with pytest.raises(CloudError, match="gave up"):
+        client.classify("d", 1, np.zeros(C.EPOCH_SAMPLES, np.int16), t0 + 0.3)
+    assert 0.25 < time.monotonic() - t0 < 0.6 and flaky.calls >= 3
+
+
+def test_client_rejects_bad_arguments() -> None:
+    from host_tools.errors import SleepEdgeError
+
+    with pytest.raises(SleepEdgeError, match="http"):
+        CloudClient("127.0.0.1:8000", TOKEN)
+    with pytest.raises(SleepEdgeError, match="token"):
+        CloudClient("http://x", "")
+
+
+def test_bridge_refuses_short_escalation() -> None:
+    sent: list = []
+    flaky = _Flaky(0)
+    bridge = EscalationBridge(CloudClient("http://cloud", TOKEN, transport=httpx.MockTransport(flaky)), sent.append)
+    rec = bridge.on_escalate(P.Escalate(7, np.zeros(100, np.int16)))
+    assert bridge.wait_idle(5)
+    bridge.close()
+    assert sent == [] and flaky.calls == 0 and "100 samples" in (rec.error or "")
+
+
+def test_standalone_proxy_cli(repo_root) -> None:
+    """`sleepedge proxy` bridges a device that samples its own signal (no host streaming)."""
+    sig = stream_signal(6, seed=3)
+    ref = edge_reference(sig, 0, 6, threshold=0.99)
+    with serve(StandInCloudModel()) as url, FakeDevice(threshold=0.99, timeout_ms=3000, local_signal=sig) as dev:
+        r = subprocess.run([sys.executable, "-m", "host_tools.cli", "proxy", "--port", dev.url, "--cloud", url,
+                            "--token", TOKEN, "--duration", "3"], cwd=repo_root, capture_output=True, text=True,
+                           timeout=60)
+    assert r.returncode == 0, r.stderr
+    n_esc = sum(x[3] for x in ref)
+    assert n_esc > 0
+    assert f"{n_esc} escalations, {n_esc} answered, 0 failed" in r.stdout
+    for epoch, _s, _c, esc, filt in ref:
+        if esc:
+            assert f"epoch {epoch}: {C.STAGES[StandInCloudModel().stage_of(filt)]} (cloud)" in r.stdout
+
+
+def test_device_link_reports_bad_port() -> None:
+    from host_tools.errors import SleepEdgeError
+
+    with pytest.raises(SleepEdgeError, match="cannot open"):
+        DeviceLink(f"socket://127.0.0.1:{free_port()}", lambda m: None).open(timeout_s=0.3)
