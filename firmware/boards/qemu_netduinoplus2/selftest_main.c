@@ -5,8 +5,9 @@
  * Used by tests/test_qemu_firmware.py to check the board layer on its own, independent of the
  * sleep-staging core. Line protocol (all from the host, one command byte each):
  *   - any bytes other than the commands below are echoed back unchanged, in bursts: the image
- *     deliberately stops draining the ring for BURST_PAUSE_MS at a time so that the ring fills,
- *     the RXNE interrupt is masked and QEMU must back-pressure the host;
+ *     deliberately stops draining the ring until it is nearly full (the RXNE interrupt gets
+ *     masked and QEMU must back-pressure the host) or the line has been quiet for
+ *     BURST_PAUSE_MS;
  *   - 0x01 'COUNT': run a loop of exactly 2*N instructions (N = SELFTEST_LOOP_ITERS) and print
  *     "INSNS <measured> <expected>\n";
  *   - 0x04 'END': print "STATS rx=<n> ovf=<n> pauses=<n> ms=<n>\n" and exit with code 42.
@@ -64,9 +65,22 @@ int main(void)
 
     uint8_t buf[128];
     for (;;) {
-        /* Let bytes pile up so the ring's high-water mark and QEMU's back-pressure are exercised. */
-        uint32_t until = board_millis() + BURST_PAUSE_MS;
-        while ((int32_t)(board_millis() - until) < 0) {
+        /* Let bytes pile up until the ring reaches its high-water mark (RXNE masked, QEMU
+         * back-pressures the host) or no byte has arrived for BURST_PAUSE_MS. */
+        board_rx_stats_t before = board_rx_stats();
+        uint32_t last_rx = before.rx_bytes;
+        uint32_t quiet_since = board_millis();
+        for (;;) {
+            board_rx_stats_t now = board_rx_stats();
+            if (now.pauses != before.pauses) {
+                break;
+            }
+            if (now.rx_bytes != last_rx) {
+                last_rx = now.rx_bytes;
+                quiet_since = board_millis();
+            } else if (board_millis() - quiet_since >= BURST_PAUSE_MS) {
+                break;
+            }
             board_idle();
         }
         size_t got;

@@ -1,0 +1,308 @@
+"""The firmware on the emulated STM32F405 (QEMU netduinoplus2): board layer, bit-exact inference
+against the host's TFLM interpreter, the device benchmark, and bad inputs to the tooling.
+
+The model is the project's edge CNN (``models.build_edge_cnn``) with untrained random weights,
+converted to full int8 and exported with ``c_export`` into a temporary folder, so the test does
+not depend on a trained model being present. The signal is synthetic EEG (``host_tools.synth``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from host_tools import constants as C
+from host_tools.errors import SleepEdgeError
+from tests.conftest import have_arm_toolchain
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(not have_arm_toolchain(), reason="arm-none-eabi-gcc or qemu-system-arm is not installed"),
+]
+
+N_EPOCHS = 21
+THRESHOLD = 0.55
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def signal_raw() -> np.ndarray:
+    """N_EPOCHS of synthetic Fpz-Cz EEG as the int16 device samples the host streams."""
+    from host_tools.bench_device import synthetic_eeg
+    from host_tools.filters import to_device_samples
+
+    return to_device_samples(synthetic_eeg(N_EPOCHS, seed=3))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, signal_raw) -> Path:
+    """A random-weight edge CNN, full int8, exported to C (model_data.*, model_plan.*)."""
+    from host_tools.c_export import export_model
+    from host_tools.compress import convert_int8
+    from host_tools.filters import filter_device
+    from host_tools.models import build_edge_cnn
+
+    out = tmp_path_factory.mktemp("edge_model")
+    rep = filter_device(signal_raw * C.SAMPLE_UV_PER_LSB).reshape(-1, C.EPOCH_SAMPLES)
+    rep = np.clip(rep, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)
+    tflite = convert_int8(build_edge_cnn(seed=1), rep)
+    (out / "model.tflite").write_bytes(tflite)
+    export_model(out / "model.tflite", out, threshold=THRESHOLD, name="test_random")
+    return out
+
+
+@pytest.fixture(scope="module")
+def firmware_elf(model_dir, tmp_path_factory) -> Path:
+    from host_tools.device import build_firmware
+
+    return build_firmware(model_dir, tmp_path_factory.mktemp("fw_build"))
+
+
+@pytest.fixture(scope="module")
+def selftest_elf(tmp_path_factory) -> Path:
+    from host_tools.device import build_firmware
+
+    return build_firmware(out_dir=tmp_path_factory.mktemp("selftest_build"), target="selftest")
+
+
+def _read_until(ser, marker: bytes, timeout_s: float = 20.0) -> bytes:
+    buf = bytearray()
+    deadline = time.monotonic() + timeout_s
+    while marker not in buf:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {marker!r} from the board within {timeout_s} s; got {bytes(buf[-200:])!r}")
+        # One byte per call: the board may exit right after the line, and pyserial's socket
+        # backend drops a partly filled read when the connection closes.
+        buf += ser.read(1)
+    return bytes(buf)
+
+
+# --- board layer (self-test image) ---------------------------------------------------------------
+
+def test_board_echo_backpressure_and_semihosting_exit(selftest_elf):
+    """32 KB through the USART1 ring: nothing lost, the ring did fill (RXNE masked, QEMU
+    back-pressured the host), and semihosting SYS_EXIT_EXTENDED ends QEMU with the code."""
+    import serial
+
+    from host_tools.device import QemuDevice
+
+    rng = np.random.default_rng(11)
+    payload = rng.integers(5, 256, size=32 * 1024, dtype=np.uint8).tobytes()  # no 0x01 / 0x04
+    with QemuDevice(selftest_elf, timeout_s=120) as dev:
+        ser = serial.serial_for_url(dev.url, timeout=0.2)
+        banner = _read_until(ser, b"\n")
+        assert banner.startswith(b"SE-SELFTEST ring=2048")
+        echoed = bytearray()
+
+        def reader() -> None:
+            deadline = time.monotonic() + 60
+            while len(echoed) < len(payload) and time.monotonic() < deadline:
+                echoed.extend(ser.read(4096))
+
+        th = threading.Thread(target=reader)
+        th.start()
+        ser.write(payload)
+        th.join()
+        assert bytes(echoed[: len(payload)]) == payload
+        ser.write(b"\x04")
+        stats = _read_until(ser, b"\n")
+        code = dev.wait(30)
+        ser.close()
+    m = re.search(rb"STATS rx=(\d+) ovf=(\d+) pauses=(\d+)", stats)
+    assert m, stats
+    rx, ovf, pauses = (int(v) for v in m.groups())
+    assert rx == len(payload) + 1  # every byte plus the END command went through the ring
+    assert ovf == 0
+    # The image stops draining until the ring is nearly full; 32 KB through a 2 KB ring means
+    # the high-water mark masked RXNE (and QEMU held the host back) many times.
+    assert pauses >= 2
+    assert code == 42
+
+
+def test_board_instruction_counter_under_icount(selftest_elf):
+    """With -icount shift=0 the SysTick-derived counter counts instructions: a loop of exactly
+    2,000,000 instructions measures within the counter's overhead."""
+    import serial
+
+    from host_tools.device import QemuDevice
+
+    with QemuDevice(selftest_elf, icount=True, timeout_s=120) as dev:
+        ser = serial.serial_for_url(dev.url, timeout=0.2)
+        _read_until(ser, b"\n")
+        counts = []
+        for _ in range(2):
+            ser.write(b"\x01")
+            line = _read_until(ser, b"\n").decode()
+            measured, expected = (int(v) for v in re.search(r"INSNS (\d+) (\d+)", line).groups())
+            counts.append(measured)
+        ser.write(b"\x04")
+        _read_until(ser, b"\n")
+        assert dev.wait(30) == 42
+        ser.close()
+    assert expected == 2_000_000
+    for measured in counts:
+        # two board_instructions() calls and the call overhead add tens of instructions;
+        # a wrong tick->instruction factor would be off by percent, i.e. >= 20,000
+        assert 0 <= measured - expected < 500, counts
+
+
+# --- the real firmware ---------------------------------------------------------------------------
+
+def test_firmware_results_equal_host_tflm(firmware_elf, model_dir, signal_raw):
+    """Stream 21 epochs over the emulated UART; every RESULT's raw int8 output equals the host's
+    TFLM output for the same epoch (filter_device -> quantize_model_input -> TFLM), and every
+    ESCALATE carries the host's filtered epoch at 0.25 uV."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from host_tools import protocol as P
+    from host_tools.device import DeviceSession, QemuDevice
+    from host_tools.filters import filter_device, quantize_model_input
+
+    tflite = (model_dir / "model.tflite").read_bytes()
+    with QemuDevice(firmware_elf, timeout_s=240) as dev, DeviceSession(dev.url) as link:
+        hello = link.wait_for(lambda m: isinstance(m, P.Hello), 30, what="HELLO")
+        link.stream_blocks(signal_raw)
+        link.wait_for(lambda m: isinstance(m, P.Result) and m.epoch == N_EPOCHS - 1, 120, what="last RESULT")
+        n = len(link.messages)
+        link.send(P.Ping(0xC0FFEE))
+        pong = link.wait_for(lambda m: isinstance(m, P.Pong), 30, since=n, what="PONG")
+        status = link.wait_for(lambda m: isinstance(m, P.Status), 30, since=n, what="STATUS")
+        results = {r.epoch: r for r in link.of_type(P.Result)}
+        escalations = {e.epoch: e for e in link.of_type(P.Escalate)}
+        assert dev.running(), dev.stderr_text()
+
+    # HELLO: the exported model's identity and the shared constants.
+    header = (model_dir / "model_data.h").read_text()
+    hash_u32 = int(re.search(r"#define\s+SE_MODEL_HASH_U32\s+(0x[0-9a-fA-F]+|\d+)", header).group(1), 0)
+    assert hello.model_hash == hash_u32
+    assert (hello.fs_hz, hello.epoch_samples) == (C.FS_HZ, C.EPOCH_SAMPLES)
+    assert hello.threshold == pytest.approx(np.float32(THRESHOLD), abs=0)
+    assert hello.protocol == C.PROTOCOL_VERSION and hello.fw_version == C.FIRMWARE_VERSION
+    assert pong.token == 0xC0FFEE
+
+    # Host reference: the same stream through the same filter, quantizer and TFLM.
+    it = runtime.Interpreter.from_bytes(tflite, arena_size=512 * 1024)
+    inp, out = it.get_input_details(0), it.get_output_details(0)
+    scale = float(inp["quantization_parameters"]["scales"][0])
+    zp = int(inp["quantization_parameters"]["zero_points"][0])
+    y = filter_device(signal_raw.astype(np.float64) * C.SAMPLE_UV_PER_LSB).reshape(N_EPOCHS, C.EPOCH_SAMPLES)
+    q = quantize_model_input(y, scale, zp)
+    host = np.empty((N_EPOCHS, C.N_CLASSES), dtype=np.int8)
+    for k in range(N_EPOCHS):
+        it.set_input(q[k].reshape(inp["shape"]), 0)
+        it.invoke()
+        host[k] = np.asarray(it.get_output(0)).reshape(-1)
+    assert len(np.unique(host, axis=0)) > 1, "degenerate test model: every epoch gives the same output"
+
+    assert sorted(results) == list(range(N_EPOCHS))
+    device = np.array([results[k].probs for k in range(N_EPOCHS)], dtype=np.int8)
+    np.testing.assert_array_equal(device, host)
+    oscale = float(out["quantization_parameters"]["scales"][0])
+    ozp = int(out["quantization_parameters"]["zero_points"][0])
+    for k in range(N_EPOCHS):
+        r = results[k]
+        assert r.flags == 0 and r.stage == int(np.argmax(host[k]))
+        conf = np.float32(int(host[k].max()) - ozp) * np.float32(oscale)
+        assert r.confidence == pytest.approx(float(conf), rel=1e-6)
+        assert r.escalated == (conf < np.float32(THRESHOLD))
+
+    # Escalated epochs carry the filtered epoch re-quantized to int16 at 0.25 uV.
+    for k, esc in escalations.items():
+        expect = np.clip(np.floor(y[k] * np.float32(4.0) + np.float32(0.5)), -32768, 32767).astype(np.int16)
+        np.testing.assert_array_equal(np.asarray(esc.samples), expect)
+    assert set(escalations) == {k for k, r in results.items() if r.escalated}
+
+    assert status.epochs == N_EPOCHS
+    assert status.rx_frames == N_EPOCHS * C.BLOCKS_PER_EPOCH + 1  # SAMPLES blocks + PING
+    assert status.bad_crc == 0 and status.garbage_bytes == 0 and status.rx_overflows == 0
+    assert status.infer_cycles_last_epoch > 0 and status.filter_cycles_last_epoch > 0
+
+
+def test_bench_device_report(model_dir, tmp_path):
+    """The benchmark builds a bench image, runs it under -icount and reports consistent figures."""
+    from host_tools.bench_device import read_plan_macros, run_bench
+    from host_tools.device import image_size
+
+    report = run_bench(model_dir, epochs=2, build_dir=tmp_path / "bench", show_progress=False)
+    json.dumps(report)  # serialisable as written by the CLI
+    size = image_size(tmp_path / "bench" / "firmware.elf")
+    plan = read_plan_macros(model_dir)
+    assert report["flash_bytes"] == size["text"] + size["data"]
+    assert report["static_ram_bytes"] == size["data"] + size["bss"]
+    # the stack was painted and the app + inference used some of it, but not all 120 KB
+    assert 256 < report["stack_high_water_bytes"] < 64 * 1024
+    assert report["ram_bytes"] == report["static_ram_bytes"] + report["stack_high_water_bytes"]
+    assert report["arena_bytes"] == plan["SE_PLAN_ARENA_BYTES"]
+    assert report["macs_per_epoch"] == plan["SE_PLAN_MACS"]
+    infer = [e["inference_instructions"] for e in report["per_epoch"]]
+    # Under -icount the network's instruction count is the same every epoch (int8 kernels have
+    # no data-dependent branches worth more than the counter's ~6-instruction resolution).
+    assert max(infer) - min(infer) < 0.01 * max(infer)
+    # At least one instruction per... MAC would be optimistic; more than 20 would mean the
+    # counter is wrong (wall-clock time instead of instructions).
+    assert 0.2 < report["instructions_per_mac"] < 20
+    assert report["filter_instructions_per_epoch"] > C.EPOCH_SAMPLES  # several instructions a sample
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+
+def test_build_firmware_rejects_model_dir_without_sources(tmp_path):
+    from host_tools.device import build_firmware
+
+    (tmp_path / "model_data.c").write_text("/* only one of the four files */\n")
+    with pytest.raises(SleepEdgeError, match=r"model_data\.h.*model_plan\.c.*model_plan\.h"):
+        build_firmware(tmp_path, tmp_path / "out")
+
+
+def test_build_firmware_reports_compiler_errors(tmp_path, model_dir):
+    from host_tools.device import build_firmware
+
+    bad = tmp_path / "model"
+    bad.mkdir()
+    for f in model_dir.iterdir():
+        if f.suffix in (".c", ".h"):
+            (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "model_plan.c").write_text("this is not C;\n")
+    with pytest.raises(SleepEdgeError, match=r"firmware build failed.*model_plan\.c"):
+        build_firmware(bad, tmp_path / "out")
+
+
+def test_qemu_device_surfaces_qemu_errors(tmp_path):
+    """A missing image is refused up front; an image QEMU cannot run ends the session with
+    QEMU's own diagnostics instead of a bare "socket disconnected"."""
+    from host_tools.device import DeviceSession, QemuDevice
+
+    with pytest.raises(SleepEdgeError, match="firmware image not found"):
+        QemuDevice(tmp_path / "missing.elf").start()
+    junk = tmp_path / "junk.elf"
+    junk.write_bytes(b"\x7fELF" + b"\x00" * 60)  # not a loadable ARM image: the core locks up
+    with pytest.raises(SleepEdgeError, match=r"(?s)qemu exited with status -?\d+ running .*junk\.elf:.*qemu"):
+        with QemuDevice(junk, timeout_s=60) as dev, DeviceSession(dev.url) as link:
+            link.wait_for(lambda m: True, 30, what="HELLO")
+
+
+def test_bench_rejects_model_dir_without_plan(tmp_path):
+    from host_tools.bench_device import read_plan_macros
+
+    with pytest.raises(SleepEdgeError, match="model_plan.h"):
+        read_plan_macros(tmp_path)
+    (tmp_path / "model_plan.h").write_text("#define SE_PLAN_ARENA_BYTES 1024u\n")
+    with pytest.raises(SleepEdgeError, match="SE_PLAN_MACS"):
+        read_plan_macros(tmp_path)
+
+
+def test_make_flash_rejects_unknown_board(repo_root):
+    proc = subprocess.run(["make", "-s", "-C", str(repo_root / "firmware"), "flash", "BOARD=arduino_uno"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "unknown BOARD 'arduino_uno'" in proc.stderr
