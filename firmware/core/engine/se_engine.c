@@ -144,25 +144,36 @@ static void expand_rows(const int8_t *in, int in_w, int in_c, int r0, int nrows,
 }
 
 /** Four output channels at once: each input word feeds four SMLADs. */
+#if SE_USE_DSP
 SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc)
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int j = k2;
-    for (; j >= 2; j -= 2) {
-        const uint32_t x0 = x[0];
-        const uint32_t x1 = x[1];
-        x += 2;
-        a0 = SE_DOT2(x0, w[0], a0);
-        a1 = SE_DOT2(x0, w[1], a1);
-        a2 = SE_DOT2(x0, w[2], a2);
-        a3 = SE_DOT2(x0, w[3], a3);
-        a0 = SE_DOT2(x1, w[4], a0);
-        a1 = SE_DOT2(x1, w[5], a1);
-        a2 = SE_DOT2(x1, w[6], a2);
-        a3 = SE_DOT2(x1, w[7], a3);
-        w += 8;
+    int n = k2 >> 1;
+    if (n > 0) {
+        uint32_t x0, x1;
+        /* Two input words (4 taps) per iteration: one LDRD, two LDMs of four weight words,
+         * eight SMLADs, loop control: 13 instructions for 16 MACs. LDM needs ascending
+         * registers, hence the four fixed ones. */
+        __asm volatile("1:\n\t"
+                       "ldrd   %[x0], %[x1], [%[x]], #8\n\t"
+                       "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
+                       "smlad  %[a0], %[x0], r8, %[a0]\n\t"
+                       "smlad  %[a1], %[x0], r9, %[a1]\n\t"
+                       "smlad  %[a2], %[x0], r10, %[a2]\n\t"
+                       "smlad  %[a3], %[x0], r11, %[a3]\n\t"
+                       "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
+                       "smlad  %[a0], %[x1], r8, %[a0]\n\t"
+                       "smlad  %[a1], %[x1], r9, %[a1]\n\t"
+                       "smlad  %[a2], %[x1], r10, %[a2]\n\t"
+                       "smlad  %[a3], %[x1], r11, %[a3]\n\t"
+                       "subs   %[n], %[n], #1\n\t"
+                       "bne    1b\n\t"
+                       : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+                         [w] "+r"(w), [n] "+r"(n), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                       :
+                       : "r8", "r9", "r10", "r11", "cc", "memory");
     }
-    if (j) {
+    if (k2 & 1) {
         const uint32_t x0 = x[0];
         a0 = SE_DOT2(x0, w[0], a0);
         a1 = SE_DOT2(x0, w[1], a1);
@@ -174,6 +185,24 @@ SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc
     acc[2] = a2;
     acc[3] = a3;
 }
+#else
+SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int j = 0; j < k2; ++j) {
+        const uint32_t x0 = x[j];
+        a0 = SE_DOT2(x0, w[0], a0);
+        a1 = SE_DOT2(x0, w[1], a1);
+        a2 = SE_DOT2(x0, w[2], a2);
+        a3 = SE_DOT2(x0, w[3], a3);
+        w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
 
 SE_INLINE void dot_g2(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc)
 {
@@ -199,6 +228,20 @@ SE_INLINE void dot_g1(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc
 
 SE_INLINE void requant_store(const se_conv_params_t *p, int c, const int32_t *acc, int n, int8_t *o)
 {
+    if (p->fast_requant) {
+        /* Same value as mbqm() when the shift is a right shift of r >= 1 and |acc| + 2^(r-1)
+         * cannot overflow (plan.py proves both from the weights, biases and zero point):
+         * no saturation case (multiplier > 0), and rounding half away from zero becomes
+         * (y + 2^(r-1) - [y < 0]) >> r. */
+        for (int i = 0; i < n; ++i) {
+            const int64_t prod = (int64_t)acc[i] * p->mult[c + i] + ((int64_t)1 << 30);
+            const int32_t y = (int32_t)(prod >> 31);
+            const int r = -p->shift[c + i];
+            const int32_t v = ((y + (y >> 31) + (1 << (r - 1))) >> r) + p->out_zp;
+            o[c + i] = clamp8(v, p->act_min, p->act_max);
+        }
+        return;
+    }
     for (int i = 0; i < n; ++i) {
         const int32_t v = mbqm(acc[i], p->mult[c + i], p->shift[c + i]) + p->out_zp;
         o[c + i] = clamp8(v, p->act_min, p->act_max);
@@ -457,6 +500,9 @@ int se_engine_run(const se_plan_t *plan, void *arena, size_t arena_bytes, const 
         default:
             return SE_ENGINE_EOP;
         }
+#ifdef SE_ENGINE_PROFILE
+        se_engine_op_done(i);
+#endif
     }
     memcpy(output, a + plan->output, plan->output_bytes);
     return SE_ENGINE_OK;

@@ -39,6 +39,7 @@ typedef struct {
     uint16_t kernel, stride;
     int16_t pad;                   /**< positions of padding before the first input */
     uint16_t chunk;                /**< output positions per expansion (1 when in_c is odd) */
+    uint8_t fast_requant;          /**< 1: all shifts <= -1 and |acc| provably < 2^31 - 2^(r-1) */
     int16_t in_zp, out_zp;
     int16_t act_min, act_max;
     const uint32_t *weights;       /**< grouped packed int16 pairs, see docs/engine.md */
@@ -126,6 +127,11 @@ enum {
  */
 int se_engine_run(const se_plan_t *plan, void *arena, size_t arena_bytes, const int8_t *input,
                   int8_t *output);
+
+#ifdef SE_ENGINE_PROFILE
+/** Called after each op when built with -DSE_ENGINE_PROFILE (per-op cost measurements). */
+void se_engine_op_done(uint16_t index);
+#endif
 
 /** TFLM MultiplyByQuantizedMultiplier (double rounding), exposed for tests. */
 int32_t se_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);

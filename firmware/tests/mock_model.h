@@ -1,0 +1,33 @@
+/* Mock of se_model.h for host tests: fixed or input-derived outputs, failure injection. */
+#ifndef MOCK_MODEL_H
+#define MOCK_MODEL_H
+
+#include <stdint.h>
+
+#include "se_model.h"
+
+typedef enum {
+    MOCK_FIXED = 0,   /* output g_mock_output */
+    MOCK_DERIVED = 1, /* output computed from the input (see mock_model.c), to check the input */
+} mock_mode_t;
+
+extern mock_mode_t g_mock_mode;
+extern int8_t g_mock_output[SE_N_CLASSES];
+extern int g_mock_init_rc;
+extern int g_mock_run_rc;
+extern uint32_t g_mock_runs;
+extern int8_t g_mock_last_input[SE_EPOCH_SAMPLES];
+
+/* Quantization parameters the mock reports (defaults: +-200 uV over int8, softmax output). */
+extern float g_mock_in_scale;
+extern int32_t g_mock_in_zp;
+extern float g_mock_out_scale;
+extern int32_t g_mock_out_zp;
+
+/** Back to defaults: fixed output {-128, -128, 127, -128, -128}, no failures, counters zeroed. */
+void mock_model_reset(void);
+
+/** The MOCK_DERIVED rule, exposed so tests can predict it. */
+void mock_model_derive(const int8_t *input, int8_t *output);
+
+#endif
