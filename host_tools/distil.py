@@ -114,7 +114,7 @@ def distil(
     index = D.load_index_checked(cache)
     split = meta.get("split") or D.split_subjects(index, 0, val=True)
     known = {str(n["subject"]) for n in index["nights"]}
-    missing = sorted(set(split["train"]) | set(split["test"]) - known)
+    missing = sorted((set(split["train"]) | set(split["test"])) - known)
     if missing:
         raise SleepEdgeError(f"{cache}: subjects {missing} of the teacher's split ({teacher / M.META_FILE}) "
                              "are not in this cache; distil on the cache the teacher was trained on")

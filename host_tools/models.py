@@ -304,7 +304,9 @@ def predict_proba(model: Any, x_uv: np.ndarray, batch: int = 512) -> np.ndarray:
         raise SleepEdgeError(f"model input: expected (N, {C.EPOCH_SAMPLES}) epochs, got shape {x.shape}")
     fn = getattr(model, "_se_forward", None)
     if fn is None:
-        fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+        # One trace for every batch size (the last batch is usually smaller).
+        fn = tf.function(lambda t: model(t, training=False),
+                         input_signature=[tf.TensorSpec([None, C.EPOCH_SAMPLES, 1], tf.float32)])
         model._se_forward = fn
     out = [fn(tf.constant(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]
     if not out:
