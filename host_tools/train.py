@@ -319,6 +319,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in passes")
     parser.add_argument("--wake-keep", type=float, default=1.0, help="fraction of W epochs kept (default 1)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--val-max", type=int, default=3000,
+                        help="validation epochs scored per pass, a fixed random subset (default 3000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -327,5 +329,5 @@ def run(args: argparse.Namespace) -> int:
     train_source(args.cache, args.out, passes=args.passes, steps_per_pass=args.steps_per_pass,
                  batch=args.batch, strategy=args.strategy, filtered=not args.no_filter,
                  val_fold=args.val_fold, patience=args.patience, wake_keep=args.wake_keep,
-                 lr=args.lr, seed=args.seed, verbose=0 if args.quiet else 1)
+                 lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1)
     return 0
