@@ -75,6 +75,7 @@ def test_subject_night(models: Path, out: Path) -> tuple[Path, Path]:
     except ValueError:
         raise SleepEdgeError(f"{metrics_path}: test subject {subject!r} is not like SC4ss") from None
     psg_name, hyp_name = synth.night_names(domain, number, 1, seed)
+    out.mkdir(parents=True, exist_ok=True)
     psg, hyp = out / psg_name, out / hyp_name
     if psg.is_file() and hyp.is_file():
         return psg, hyp
