@@ -27,7 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHA256SUMS = REPO_ROOT.parent / "shared" / "data" / "sleep-edfx" / "SHA256SUMS.txt"
 #: The float edge model kept next to the int8 one (``models/edge/float.keras``).
 EDGE_FLOAT_FILE = "float.keras"
-YASA_TO_INDEX = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4, "REM": 4}
+#: YASA's stage names (0.8 returns a Hypnogram with WAKE/N1/N2/N3/REM; older ones W/R) -> index.
+YASA_TO_INDEX = {"W": 0, "WAKE": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4, "REM": 4}
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,8 +100,15 @@ def yasa_predict(psg: Path, epoch_index: np.ndarray) -> np.ndarray:
     if "EEG Fpz-Cz" not in raw.ch_names:
         raise SleepEdgeError(f"{psg}: no 'EEG Fpz-Cz' channel for YASA")
     eog = "EOG horizontal" if "EOG horizontal" in raw.ch_names else None
-    labels = np.asarray(yasa.SleepStaging(raw, eeg_name="EEG Fpz-Cz", eog_name=eog).predict())
-    idx = np.array([YASA_TO_INDEX[str(s)] for s in labels], dtype=np.int64)
+    import warnings
+
+    with warnings.catch_warnings():
+        # YASA's bundled classifier was pickled by an older scikit-learn; it still loads.
+        warnings.simplefilter("ignore")
+        pred = yasa.SleepStaging(raw, eeg_name="EEG Fpz-Cz", eog_name=eog).predict()
+    labels = np.asarray(getattr(pred, "hypno", pred)).astype(str)
+    # Artefact / unscored epochs (never produced by the pretrained staging) count as wake.
+    idx = np.array([YASA_TO_INDEX.get(s, 0) for s in labels], dtype=np.int64)
     if epoch_index.max(initial=-1) >= len(idx):
         raise SleepEdgeError(f"{psg}: YASA staged {len(idx)} epochs, cache needs epoch {int(epoch_index.max())}")
     return idx[epoch_index]

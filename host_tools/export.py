@@ -94,18 +94,24 @@ def export(
     tflm = TflmModel.load(dest)
     q_in = tflm.quantize(x)
     micro = tflm.run_int8(q_in)
-    host = tflite_predict_int8(data, x)
     stages, conf = decide(micro, tflm.output_scale, tflm.output_zero_point)
-    diff = np.abs(micro.astype(np.int16) - host.astype(np.int16))
-    agreement = {
-        "epochs": int(len(x)),
-        "epochs_from": source,
-        "bit_exact_fraction": float((diff.max(axis=1) == 0).mean()),
-        "max_abs_lsb": int(diff.max()) if diff.size else 0,
-        "argmax_agreement": float((micro.argmax(1) == host.argmax(1)).mean()),
-        "max_prob_diff": float(np.abs(dequantize(micro, io["output_scale"], io["output_zero_point"])
-                                      - dequantize(host, io["output_scale"], io["output_zero_point"])).max()),
-    }
+
+    def compare(host: np.ndarray, kernels: str) -> dict[str, Any]:
+        diff = np.abs(micro.astype(np.int16) - host.astype(np.int16))
+        return {
+            "tflite_kernels": kernels,
+            "bit_exact_fraction": float((diff.max(axis=1) == 0).mean()),
+            "max_abs_lsb": int(diff.max()),
+            "argmax_agreement": float((micro.argmax(1) == host.argmax(1)).mean()),
+            "max_prob_diff": float(np.abs(dequantize(micro, io["output_scale"], io["output_zero_point"])
+                                          - dequantize(host, io["output_scale"], io["output_zero_point"])).max()),
+        }
+
+    # Reference kernels are what TFLM implements; the default resolver (XNNPACK) is shown for
+    # contrast, because it is what a plain tf.lite.Interpreter would give.
+    agreement = {"epochs": int(len(x)), "epochs_from": source,
+                 **compare(tflite_predict_int8(data, x, "BUILTIN_REF"), "reference (BUILTIN_REF)"),
+                 "default_xnnpack": compare(tflite_predict_int8(data, x, "AUTO"), "default (AUTO, XNNPACK)")}
     k = min(N_REFERENCE, len(x))
     np.savez_compressed(
         out / REFERENCE_FILE, x_filt=x[:k].astype(np.float32), input_int8=q_in[:k], output_int8=micro[:k],

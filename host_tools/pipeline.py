@@ -1,0 +1,457 @@
+"""``make train``: reproduce ``models/`` from nothing on the default synthetic corpus.
+
+Stages (each skipped when its output exists, unless ``--force``):
+
+    synth-sc, synth-st   synthetic Sleep-EDF-style corpora (SC: 20 subjects x 2 nights, ST: 12 x 2)
+    prepare-sc, -st      epoch caches (5 subject folds; fold 0 = held-out test subjects)
+    source               source (cloud) CNN on SC, fold 0 held out, fold 1 for early stopping
+    transfer             fine-tune curve of the source model on k ST nights
+    distil               edge CNN distilled from the source model (same split)
+    compress             pruning + int8
+    threshold            recommended escalation threshold on the *validation* subjects
+    export               models/edge (C arrays, plan, reference vectors) with that threshold
+    bench                accuracy benchmark on the held-out subjects
+    card                 models/MODEL_CARD.md and models/metrics.json
+
+``python -m host_tools.pipeline --quick --out DIR`` runs the same chain on a tiny corpus in
+minutes, writing everything under DIR (used by the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from host_tools import constants as C
+from host_tools.errors import SleepEdgeError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Settings:
+    """Corpus sizes and training budgets of one pipeline run."""
+
+    sc_subjects: int = 20
+    st_subjects: int = 12
+    nights: int = 2
+    night_minutes: int | None = None  # None: full-length nights
+    folds: int = 5
+    seed: int = 0
+    # Training budgets: the training engineer's defaults (docs/training.md). The source CNN
+    # trains at ~30-100 epochs/s on 2 shared cores, so 10 x 40 batches of 256 is ~20-55 min.
+    source_passes: int = 10
+    source_steps: int = 40
+    source_batch: int = 256
+    transfer_ks: tuple[int, ...] = (1, 2, 4, 8)
+    transfer_steps: int = 60
+    distil_passes: int = 20
+    distil_steps: int | None = None
+    distil_batch: int = 256
+    sparsity: float = 0.5
+    compress_epochs: int = 3
+    qat: bool = False
+    yasa: bool = True
+    ablation_passes: int = 4
+    max_escalated: float = 0.20
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def quick_settings() -> Settings:
+    """A tiny corpus and token budgets: the whole chain in a few minutes (tests, smoke runs)."""
+    return Settings(sc_subjects=5, st_subjects=3, night_minutes=60, source_passes=1, source_steps=3,
+                    source_batch=32, transfer_ks=(1,), transfer_steps=3, distil_passes=1, distil_steps=4,
+                    distil_batch=64, compress_epochs=1, yasa=False, ablation_passes=1)
+
+
+@dataclass
+class Paths:
+    """Where a run reads and writes."""
+
+    work: Path
+    models: Path
+    reports: Path
+
+    @property
+    def synth_sc(self) -> Path: return self.work / "synth" / "sc"
+    @property
+    def synth_st(self) -> Path: return self.work / "synth" / "st"
+    @property
+    def cache_sc(self) -> Path: return self.work / "cache" / "sc"
+    @property
+    def cache_st(self) -> Path: return self.work / "cache" / "st"
+    @property
+    def train(self) -> Path: return self.work / "train"
+
+
+# --------------------------------------------------------------------------------------------
+# stages
+# --------------------------------------------------------------------------------------------
+
+def _need(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise SleepEdgeError(f"{module} is not available in this build; the pipeline needs it") from exc
+        raise
+
+
+def stage_synth(p: Paths, s: Settings, domain: str) -> None:
+    synth = _need("host_tools.synth")
+    out = p.synth_sc if domain == "sc" else p.synth_st
+    n = s.sc_subjects if domain == "sc" else s.st_subjects
+    if out.exists():
+        shutil.rmtree(out)  # a half-written corpus from an interrupted run
+    synth.generate_corpus(out, n_subjects=n, nights=s.nights, domain=domain,
+                          seed=s.seed + (0 if domain == "sc" else 1), night_minutes=s.night_minutes, progress=True)
+
+
+def stage_prepare(p: Paths, s: Settings, domain: str) -> None:
+    prepare = _need("host_tools.prepare")
+    src, out = (p.synth_sc, p.cache_sc) if domain == "sc" else (p.synth_st, p.cache_st)
+    prepare.prepare_corpus(src, out, channel="Fpz-Cz", folds=s.folds, seed=s.seed)
+
+
+def stage_source(p: Paths, s: Settings) -> None:
+    train = _need("host_tools.train")
+    train.train_source(p.cache_sc, p.train / "source", passes=s.source_passes, steps_per_pass=s.source_steps,
+                       batch=s.source_batch, val_fold=0, seed=s.seed, verbose=0)
+
+
+def stage_transfer(p: Paths, s: Settings) -> None:
+    transfer = _need("host_tools.transfer")
+    transfer.finetune_curve(p.train / "source", p.cache_st, p.train / "transfer", ks=s.transfer_ks,
+                            steps=s.transfer_steps, seed=s.seed, verbose=0)
+
+
+def stage_distil(p: Paths, s: Settings) -> None:
+    distil = _need("host_tools.distil")
+    distil.distil(p.train / "source", p.cache_sc, p.train / "edge", passes=s.distil_passes,
+                  steps_per_pass=s.distil_steps, batch=s.distil_batch, seed=s.seed, verbose=0)
+
+
+def _split(p: Paths) -> dict[str, list[str]]:
+    meta = json.loads((p.train / "source" / "model.json").read_text())
+    split = meta.get("split") or {}
+    if not split.get("test"):
+        raise SleepEdgeError(f"{p.train / 'source' / 'model.json'}: no recorded test split")
+    return {k: sorted(map(str, v)) for k, v in split.items()}
+
+
+def stage_compress(p: Paths, s: Settings) -> None:
+    from host_tools.compress import compress
+
+    compress(p.train / "edge" / "model.keras", p.cache_sc, p.train / "compress", sparsity=s.sparsity, qat=s.qat,
+             epochs=s.compress_epochs, test_subjects=_split(p)["test"], seed=s.seed, progress=False)
+
+
+def stage_threshold(p: Paths, s: Settings) -> None:
+    """Recommended threshold from the validation subjects (never the test ones)."""
+    from host_tools import datasets, evaluation, models, prepare
+    from host_tools.predict import TflmModel
+
+    split = _split(p)
+    subjects = split.get("val") or split["train"]
+    index = prepare.load_index(p.cache_sc)
+    x, y, _, _ = prepare.load_epochs(p.cache_sc, datasets.night_ids_for(index, subjects))
+    cloud = models.load_cloud_model(p.train / "source")
+    tflm = TflmModel.load(p.train / "compress" / "model.tflite")
+    raw = tflm.run_int8(tflm.quantize(x))
+    p_edge = (raw.astype(np.int32) - tflm.output_zero_point).astype(np.float32) * np.float32(tflm.output_scale)
+    curve = evaluation.escalation_curve(y, p_edge, cloud.predict_proba(x))
+    rec = evaluation.recommend_threshold(curve, s.max_escalated)
+    (p.train / "threshold.json").write_text(json.dumps(
+        {"chosen_on": "validation subjects", "subjects": subjects, "n_epochs": int(len(y)),
+         "max_escalated": s.max_escalated, "recommended": vars(rec), "curve": [vars(c) for c in curve]},
+        indent=2) + "\n")
+
+
+def stage_export(p: Paths, s: Settings) -> None:
+    from host_tools import models
+    from host_tools.export import export
+
+    threshold = json.loads((p.train / "threshold.json").read_text())["recommended"]["threshold"]
+    edge = p.models / "edge"
+    if edge.exists():
+        shutil.rmtree(edge)
+    header = None if p.models.resolve() == (REPO_ROOT / "models").resolve() else p.work / "sleepedge_constants.h"
+    export(p.train / "compress" / "model.tflite", edge, threshold=threshold, name="edge", cache=p.cache_sc,
+           header=header)
+    shutil.copyfile(p.train / "compress" / "compress.json", edge / "compress.json")
+    # The float (distilled, unpruned) edge model, re-saved without optimizer state to stay small.
+    models.load_keras_model(p.train / "edge" / "model.keras").save(edge / "float.keras")
+    _copy_source(p.train / "source", p.models / "source")
+
+
+def _copy_source(src: Path, dst: Path) -> None:
+    """The cloud model without optimizer state (a third of the size), metadata sha256 updated."""
+    from host_tools import models
+
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    models.load_keras_model(src / "model.keras").save(dst / "model.keras")
+    meta = json.loads((src / "model.json").read_text())
+    meta["sha256"] = models.sha256_file(dst / "model.keras")
+    (dst / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def stage_bench(p: Paths, s: Settings) -> None:
+    from host_tools.bench_accuracy import bench_accuracy
+
+    bench_accuracy(p.cache_sc, p.models, p.reports, test_subjects=_split(p)["test"],
+                   max_escalated=s.max_escalated, with_yasa=s.yasa, ablation_passes=s.ablation_passes,
+                   seed=s.seed, progress=False)
+
+
+def stage_card(p: Paths, s: Settings, command: str) -> None:
+    metrics = collect_metrics(p, s)
+    (p.models / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (p.models / "MODEL_CARD.md").write_text(model_card(metrics, command))
+
+
+# --------------------------------------------------------------------------------------------
+# metrics and card
+# --------------------------------------------------------------------------------------------
+
+def _abc(d: dict) -> dict:
+    return {k: round(float(d[k]), 4) for k in ("acc", "mf1", "kappa")}
+
+
+def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
+    """models/metrics.json from the stage outputs."""
+    bench = json.loads((p.reports / "bench-accuracy.json").read_text())
+    sc = bench["scores"]
+    comp = json.loads((p.models / "edge" / "compress.json").read_text())
+    exp = json.loads((p.models / "edge" / "export.json").read_text())
+    distil = _read(p.train / "edge" / "distil.json")
+    transfer = _read(p.train / "transfer" / "transfer.json")
+    src_meta = json.loads((p.models / "source" / "model.json").read_text())
+    thr = json.loads((p.train / "threshold.json").read_text())
+    m: dict[str, Any] = {
+        "corpus": bench["corpus"],
+        "synthetic": bench["corpus"].startswith(("SYNTHETIC", "UNVERIFIED")),
+        "test_subjects": bench["test_subjects"],
+        "split": _split(p),
+        "n_test_epochs": bench["n_epochs"],
+        "source": _abc(sc["source_float"]) | {"params": src_meta.get("params"), "macs": src_meta.get("macs")},
+        "edge_float": _abc(sc["edge_float"]) if "edge_float" in sc else None,
+        "edge_int8": _abc(sc["edge_int8"]) | {
+            "tflite_bytes": exp["bytes"], "sha256": exp["sha256"], "params": comp["n_params"],
+            "kernel_sparsity": round(comp["sparsity"]["overall_kernel_sparsity"], 4), "ops": comp["ops"],
+            "tflm_vs_tflite_bit_exact": exp["tflm_vs_tflite"]["bit_exact_fraction"]},
+        "hybrid": _abc(sc["hybrid"]) | {"escalated_fraction": round(sc["hybrid"]["escalated_fraction"], 4),
+                                        "threshold": sc["hybrid"]["threshold"],
+                                        "threshold_chosen_on": thr["chosen_on"]},
+        "recommended_on_test": {k: bench["recommended"][k] for k in ("threshold", "escalated_fraction", "acc")},
+        "transfer": _transfer_summary(transfer),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items() if k != "extra"},
+    }
+    float_edge = p.models / "edge" / "float.keras"
+    if distil.get("edge"):
+        m["edge_budget"] = distil["edge"]
+    elif float_edge.is_file():
+        from host_tools import models
+
+        m["edge_budget"] = models.edge_budget(models.load_keras_model(float_edge))
+    for key in ("alone", "distilled"):
+        found = _find_scores(distil.get(key))
+        if found:
+            m[f"edge_{key}_distil_stage"] = found
+    if "yasa" in sc:
+        m["yasa"] = _abc(sc["yasa"])
+    if "filter_ablation" in bench:
+        fa = bench["filter_ablation"]
+        m["filter_ablation"] = {"passes": fa["passes"], "filtered": _abc(fa["filtered"]),
+                                "unfiltered": _abc(fa["unfiltered"])}
+    return m
+
+
+def _find_scores(d: Any) -> dict[str, float] | None:
+    """acc / mf1 / kappa of a result dict, whether at its top level or under "test"."""
+    if not isinstance(d, dict):
+        return None
+    if all(k in d for k in ("acc", "mf1", "kappa")):
+        return _abc(d)
+    return _find_scores(d.get("test"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _transfer_summary(t: dict[str, Any]) -> dict[str, Any]:
+    if not t:
+        return {}
+    keep = ("acc", "mf1", "kappa")
+    out: dict[str, Any] = {"corpus": t.get("corpus"), "test_subjects": t.get("test_subjects"), "ks": t.get("ks")}
+    if isinstance(t.get("none"), dict):
+        out["none"] = {k: t["none"][k] for k in keep if k in t["none"]}
+    for name in ("finetune", "scratch"):
+        out[name] = [{k: r[k] for k in ("k", *keep) if k in r} for r in t.get(name, [])]
+    return out
+
+
+def _fmt(d: dict | None) -> str:
+    if not d:
+        return "- | - | -"
+    return f"{d['acc']:.3f} | {d['mf1']:.3f} | {d['kappa']:.3f}"
+
+
+def model_card(m: dict[str, Any], command: str) -> str:
+    """models/MODEL_CARD.md text."""
+    e, h = m["edge_int8"], m["hybrid"]
+    budget = m.get("edge_budget") or {}
+    warn = ("**All figures below come from a SYNTHETIC corpus generated by `host_tools.synth` (real Sleep-EDF "
+            "hypnograms may drive the stage sequences, but every signal is generated). They describe the "
+            "generator, not Sleep-EDF and not real patients.**") if m["synthetic"] else ""
+    lines = [
+        "# SleepEdge models", "",
+        f"Corpus: {m['corpus']}", "", warn, "",
+        "## Models",
+        f"- `source/`: cloud model, 1-D CNN after Yildirim et al. 2019, {m['source'].get('params')} parameters, "
+        f"{m['source'].get('macs')} MACs per epoch, float32; input: 30-s Fpz-Cz epoch, filtered uV.",
+        f"- `edge/`: distilled edge CNN, {e['params']} parameters, {e['kernel_sparsity']:.0%} of kernel weights "
+        f"pruned to zero, full int8 (`model.tflite`, {e['tflite_bytes']} bytes, sha256 `{e['sha256'][:16]}`); "
+        f"ops {', '.join(e['ops'])}.",
+        f"  MACs per epoch {budget.get('macs', '?')}, estimated arena {budget.get('arena_bytes_est', '?')} bytes. "
+        f"TFLite Micro reproduces the TFLite interpreter bit-exactly on {e['tflm_vs_tflite_bit_exact']:.1%} "
+        "of checked epochs (`edge/export.json`).",
+        "- `edge/float.keras`: the edge model before pruning/quantization; `edge/reference_vectors.npz`: "
+        "int8 inputs and TFLM outputs the firmware tests must reproduce.", "",
+        "## Held-out results", "",
+        f"Test subjects (never trained on, by any model): {', '.join(m['test_subjects'])} "
+        f"({m['n_test_epochs']} epochs).", "",
+        "| model | acc | macro-F1 | kappa |", "|---|---|---|---|",
+        f"| source (cloud, float) | {_fmt(m['source'])} |",
+        f"| edge float | {_fmt(m['edge_float'])} |",
+        f"| edge int8 (TFLM) | {_fmt(e)} |",
+        f"| hybrid edge+cloud | {_fmt(h)} |",
+    ]
+    if "yasa" in m:
+        lines.append(f"| YASA pretrained (EEG+EOG, outside reference) | {_fmt(m['yasa'])} |")
+    lines += ["",
+              f"Hybrid: epochs with edge confidence below {h['threshold']:.3f} go to the cloud "
+              f"({h['escalated_fraction']:.1%} of test epochs). The threshold was chosen on the "
+              f"{h['threshold_chosen_on']} as the most accurate with <= {m['settings']['max_escalated']:.0%} "
+              "escalated, and is baked into `edge/model_data.h`."]
+    if "filter_ablation" in m:
+        fa = m["filter_ablation"]
+        lines += ["", f"Butterworth filter ablation (edge CNN, {fa['passes']} passes each): with filter "
+                  f"{_fmt(fa['filtered'])}; without {_fmt(fa['unfiltered'])} (acc | macro-F1 | kappa)."]
+    t = m.get("transfer") or {}
+    if t.get("finetune"):
+        pts = ", ".join(f"k={r['k']}: {r['acc']:.3f}" for r in t["finetune"])
+        none = t.get("none", {}).get("acc")
+        lines += ["", f"Transfer to the ST domain ({t.get('corpus')}): accuracy without fine-tuning "
+                  f"{none if none is None else f'{none:.3f}'}; fine-tuned on k nights: {pts}."]
+    lines += ["", "## Reproduce", "", f"    {command}", "",
+              "Reports: `reports/bench-accuracy/` (confusion matrices, escalation curve, hypnogram). "
+              "Full numbers: `models/metrics.json`.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------
+
+def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[[], None]]]:
+    """(name, output whose existence means done, action) for every stage, in order."""
+    return [
+        ("synth-sc", p.synth_sc / ".done", lambda: stage_synth(p, s, "sc")),
+        ("synth-st", p.synth_st / ".done", lambda: stage_synth(p, s, "st")),
+        ("prepare-sc", p.cache_sc / "index.json", lambda: stage_prepare(p, s, "sc")),
+        ("prepare-st", p.cache_st / "index.json", lambda: stage_prepare(p, s, "st")),
+        ("source", p.train / "source" / "model.json", lambda: stage_source(p, s)),
+        ("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s)),
+        ("distil", p.train / "edge" / "model.json", lambda: stage_distil(p, s)),
+        ("compress", p.train / "compress" / "compress.json", lambda: stage_compress(p, s)),
+        ("threshold", p.train / "threshold.json", lambda: stage_threshold(p, s)),
+        ("export", p.models / "source" / "model.json", lambda: stage_export(p, s)),
+        ("bench", p.reports / "bench-accuracy.json", lambda: stage_bench(p, s)),
+        ("card", p.models / "MODEL_CARD.md", lambda: stage_card(p, s, command)),
+    ]
+
+
+def run_pipeline(p: Paths, s: Settings, *, force: bool = False, command: str = "make train",
+                 only: list[str] | None = None) -> dict[str, float]:
+    """Run every stage whose output is missing (all with ``force``); returns seconds per stage.
+
+    A stage that runs invalidates the ones after it, so a forced or missing early stage
+    re-runs everything downstream.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    timings: dict[str, float] = {}
+    stages = plan(p, s, command)
+    names = [n for n, _, _ in stages]
+    for o in only or []:
+        if o not in names:
+            raise SleepEdgeError(f"--only {o}: unknown stage (stages: {', '.join(names)})")
+    dirty = False
+    t_all = time.time()
+    for i, (name, marker, action) in enumerate(stages, start=1):
+        wanted = not only or name in only
+        if wanted and not (force or dirty) and marker.exists():
+            console.print(f"[{i:2d}/{len(stages)}] {name:<11} skipped (found {marker})")
+            continue
+        if not wanted:
+            continue
+        console.print(f"[{i:2d}/{len(stages)}] {name:<11} running ...")
+        t0 = time.time()
+        action()
+        if name.startswith("synth"):
+            marker.write_text("ok\n")
+        timings[name] = round(time.time() - t0, 1)
+        dirty = True
+        console.print(f"[{i:2d}/{len(stages)}] {name:<11} done in {timings[name]:.1f} s")
+    console.print(f"pipeline finished in {time.time() - t_all:.1f} s; models in {p.models}")
+    p.work.mkdir(parents=True, exist_ok=True)
+    (p.work / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m host_tools.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny corpus and budgets (minutes)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write everything under this folder (default: data/ + models/ + reports/)")
+    parser.add_argument("--force", action="store_true", help="re-run stages whose outputs exist")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these stages")
+    parser.add_argument("--qat", action="store_true", help="quantization-aware training in compress")
+    args = parser.parse_args(argv)
+    s = quick_settings() if args.quick else Settings()
+    s.qat = args.qat
+    if args.out is not None:
+        p = Paths(work=args.out / "work", models=args.out / "models", reports=args.out / "reports" / "bench-accuracy")
+    elif args.quick:
+        parser.error("--quick needs --out DIR (it must not overwrite models/)")
+    else:
+        p = Paths(work=REPO_ROOT / "data", models=REPO_ROOT / "models",
+                  reports=REPO_ROOT / "reports" / "bench-accuracy")
+    command = "python -m host_tools.pipeline" + (" --quick" if args.quick else "") + \
+        (f" --out {args.out}" if args.out else "") + (" --qat" if args.qat else "")
+    if args.out is None and not args.quick:
+        command = "make train   (= " + command + ")"
+    try:
+        run_pipeline(p, s, force=args.force, command=command, only=args.only)
+    except SleepEdgeError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
