@@ -18,10 +18,13 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import astuple, dataclass, fields
-from typing import ClassVar, Union
+from typing import TYPE_CHECKING, ClassVar, Union
 
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
+
+if TYPE_CHECKING:  # numpy is imported lazily at run time
+    import numpy as np
 
 T = C.FRAME_TYPES
 HEADER_BYTES = 4
@@ -184,6 +187,18 @@ class FrameDecoder:
         self.oversize = 0
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Consume ``data`` (any split of the stream) and return the frames it completed.
+
+        Parameters
+        ----------
+        data : bytes
+            Received bytes.
+
+        Returns
+        -------
+        list of Frame
+            Valid frames completed by these bytes, in order.
+        """
         out: list[Frame] = []
         start = 0
         while start < len(data):
@@ -296,7 +311,7 @@ class Escalate:
 
     FTYPE: ClassVar[int] = T["ESCALATE"]
     epoch: int
-    samples: object  # np.ndarray int16 (n,)
+    samples: np.ndarray  # int16 (n,)
 
     def payload(self) -> bytes:
         import numpy as np
@@ -420,7 +435,7 @@ class Samples:
 
     FTYPE: ClassVar[int] = T["SAMPLES"]
     block_index: int
-    samples: object  # np.ndarray int16 (n,)
+    samples: np.ndarray  # int16 (n,)
 
     def payload(self) -> bytes:
         return samples_payload(self.block_index, self.samples)
@@ -518,7 +533,7 @@ def encode_message(msg: Message, seq: int) -> bytes:
 
 # --- host -> device payload builders -------------------------------------------------------
 
-def samples_payload(block_index: int, samples_int16) -> bytes:
+def samples_payload(block_index: int, samples_int16: np.ndarray) -> bytes:
     """SAMPLES: block_index u32, n u16, int16[n] (the device requires n = SAMPLES_PER_BLOCK)."""
     import numpy as np
 
@@ -570,15 +585,19 @@ def hello_payload(model_hash: int, threshold: float = C.DEFAULT_CONFIDENCE_THRES
                  threshold, timeout_ms).payload()
 
 
-def result_payload(epoch: int, stage: int, escalated: bool, flags: int, probs, confidence: float) -> bytes:
+def result_payload(epoch: int, stage: int, escalated: bool, flags: int, probs: tuple[int, ...],
+                   confidence: float) -> bytes:
+    """RESULT payload (``probs`` are the raw int8 model outputs)."""
     return Result(epoch, stage, escalated, flags, tuple(int(p) for p in probs), confidence).payload()
 
 
-def escalate_payload(epoch: int, samples_int16) -> bytes:
+def escalate_payload(epoch: int, samples_int16: np.ndarray) -> bytes:
+    """ESCALATE payload: the filtered epoch as int16 at 0.25 uV."""
     return Escalate(epoch, samples_int16).payload()
 
 
 def final_payload(epoch: int, stage: int, source: int) -> bytes:
+    """FINAL payload; ``source`` indexes ``constants.FINAL_SOURCES``."""
     return Final(epoch, stage, source).payload()
 
 
@@ -591,10 +610,12 @@ def status_payload(**counters: int) -> bytes:
 
 
 def error_payload(code: int, detail: int) -> bytes:
+    """ERROR payload (``code`` is one of ``ERR_*``)."""
     return Error(code, detail).payload()
 
 
 def pong_payload(token: int) -> bytes:
+    """PONG payload echoing a PING token."""
     return Pong(token).payload()
 
 
