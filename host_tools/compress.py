@@ -261,7 +261,9 @@ def prune(
     # Layers tfmot cannot prune (DepthwiseConv1D) stay dense, so the prunable ones are pruned a
     # little harder to reach the target over all kernel weights.
     all_k = sum(kernel_size(l) for l in model.layers)
-    layer_target = min(0.95, sparsity * all_k / sum(kernel_size(l) for l in prunable))
+    # tfmot rounds each layer's count of pruned weights down: one weight of margin per layer.
+    margin = 1.0 / min(kernel_size(l) for l in prunable)
+    layer_target = min(0.95, sparsity * all_k / sum(kernel_size(l) for l in prunable) + margin)
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=layer_target, begin_step=0,
         end_step=max(1, int(0.7 * total)), frequency=max(1, total // 20))
