@@ -264,11 +264,11 @@ def _conv_weights(w: np.ndarray) -> np.ndarray:
 
     Output channels go in groups of 4, then a group of 2 and a group of 1 for the rest; inside a
     group, for each int16 pair j of the patch, the pair words of the group's channels follow each
-    other. K is padded to even with zero weights.
+    other. K is padded to a multiple of 4 with zero weights.
     """
     out_c, k = w.shape
-    if k % 2:
-        w = np.concatenate([w, np.zeros((out_c, 1), w.dtype)], axis=1)
+    if k % 4:  # whole SMLAD pairs, an even number of them: no tail code in the kernels
+        w = np.concatenate([w, np.zeros((out_c, 4 - k % 4), w.dtype)], axis=1)
     words = _pack_pairs(w)  # (out_c, K2)
     blocks = []
     c = 0
@@ -476,24 +476,37 @@ def _conv_op(g: _Graph, name: str, op: Any, x: TensorInfo, y: TensorInfo, wt: np
     # positions because the kernels fill them with the input zero point (= -off).
     folded = bias + (-x.zero_point) * wt.astype(np.int64).sum(axis=1)
     in_c, stride, k = prm["in_c"], prm["stride"], prm["kernel"]
-    # Whole rows can be expanded once per chunk only when a row is a whole number of int16 pairs;
-    # otherwise each output position gets its own (even-padded) patch.
-    if in_c % 2 == 0:
-        chunk = 1
-        while (chunk < min(MAX_CHUNK, prm["out_w"])
-               and (chunk * stride + k) * in_c * 2 <= MAX_SCRATCH_BYTES):
-            chunk += 1
-        rows = (chunk - 1) * stride + k
-        scratch = rows * in_c * 2
-    else:
-        chunk = 1
-        scratch = ((k_flat + 1) // 2) * 4
+    # Rows of a chunk of output positions are expanded to int16 once. When a patch can start on
+    # an odd element (stride * in_c odd), a second copy shifted by one element keeps every patch
+    # word-aligned for SMLAD.
+    two_phase = (stride * in_c) % 2 == 1
+
+    def scratch_words(chunk: int) -> tuple[int, int]:
+        n = ((chunk - 1) * stride + k) * in_c
+        even = (n + 4) // 2 + ((n + 4) // 2) % 2  # + three zero elements; 8-byte multiples
+        return even, (even + (n + 3) // 2 if two_phase else even)
+
+    chunk = 1
+    while chunk < min(MAX_CHUNK, prm["out_w"]) and scratch_words(chunk + 1)[1] * 4 <= MAX_SCRATCH_BYTES:
+        chunk += 1
+    odd_words, acc_words = scratch_words(chunk)
+    total_words = acc_words + out_c
+    # Fast requantization (see requant_store in se_engine.c) is exact whenever every channel's
+    # shift is a right shift (r >= 1) and its multiplier is positive.
+    r = -shift.astype(np.int64)
+    fast = bool(np.all(r >= 1) and np.all(r <= 31) and np.all(mult > 0))
     p = PlanOp("conv", name, [alias[int(op.inputs[0])]], int(op.outputs[0]))
-    p.params = dict(prm, chunk=chunk, in_zp=x.zero_point, out_zp=y.zero_point)
+    p.params = dict(prm, chunk=chunk, odd_words=odd_words, acc_words=acc_words, in_zp=x.zero_point,
+                    out_zp=y.zero_point)
+    scratch = total_words * 4
     p.scratch_bytes = scratch
     p.macs = prm["out_w"] * out_c * k_flat
     p.arrays = {"weights": ("uint32_t", _conv_weights(wt)), "bias": ("int32_t", _wrap32(folded)),
                 "mult": ("int32_t", mult), "shift": ("int8_t", shift)}
+    if fast:
+        cst = (1 << 30) + (1 << (30 + r))
+        rq = np.stack([mult.astype(np.int64), cst & 0xFFFFFFFF, cst >> 32, r - 1], axis=1)
+        p.arrays["rq"] = ("int32_t", _wrap32(rq.reshape(-1)))
     return p
 
 
@@ -550,7 +563,7 @@ def _c_array(ctype: str, name: str, arr: np.ndarray) -> str:
 
 
 _FIELDS = {
-    "conv": ["in_w", "in_c", "out_w", "out_c", "kernel", "stride", "pad", "chunk",
+    "conv": ["in_w", "in_c", "out_w", "out_c", "kernel", "stride", "pad", "chunk", "odd_words", "acc_words",
              "in_zp", "out_zp", "act_min", "act_max"],
     "dwconv": ["in_w", "in_c", "out_w", "out_c", "depth_mult", "kernel", "stride", "pad",
                "in_offset", "out_zp", "act_min", "act_max"],

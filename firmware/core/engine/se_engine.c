@@ -94,61 +94,94 @@ SE_INLINE int8_t clamp8(int32_t v, int32_t lo, int32_t hi)
  * CONV_2D (1-D) and FULLY_CONNECTED
  * ------------------------------------------------------------------------------------- */
 
+/** Packs an int16 element stream into words (even element in the low half). */
+typedef struct {
+    uint32_t *dst;
+    uint32_t half;
+    int have;
+    int skip; /**< elements still to drop from the front of the stream */
+} se_packer_t;
+
+static void pk_fill(se_packer_t *pk, uint32_t v16, int n)
+{
+    const int drop = n < pk->skip ? n : pk->skip;
+    n -= drop;
+    pk->skip -= drop;
+    if (n <= 0) {
+        return;
+    }
+    if (pk->have) {
+        *pk->dst++ = pk->half | (v16 << 16);
+        pk->have = 0;
+        --n;
+    }
+    const uint32_t w = v16 | (v16 << 16);
+    uint32_t *d = pk->dst;
+    for (; n >= 2; n -= 2) {
+        *d++ = w;
+    }
+    pk->dst = d;
+    if (n) {
+        pk->half = v16;
+        pk->have = 1;
+    }
+}
+
+static void pk_copy(se_packer_t *pk, const int8_t *s, int n)
+{
+    const int drop = n < pk->skip ? n : pk->skip;
+    n -= drop;
+    s += drop;
+    pk->skip -= drop;
+    if (n <= 0) {
+        return;
+    }
+    if (pk->have) {
+        *pk->dst++ = pk->half | ((uint32_t)(uint16_t)(int16_t)s[0] << 16);
+        pk->have = 0;
+        ++s;
+        --n;
+    }
+    uint32_t *d = pk->dst;
+    for (; n >= 2; n -= 2, s += 2) {
+        *d++ = (uint32_t)(uint16_t)(int16_t)s[0] | ((uint32_t)(uint16_t)(int16_t)s[1] << 16);
+    }
+    pk->dst = d;
+    if (n) {
+        pk->half = (uint16_t)(int16_t)s[0];
+        pk->have = 1;
+    }
+}
+
 /**
- * Expand input rows [r0, r0 + nrows) (rows outside the tensor read as the input zero point) to
- * packed int16 pairs, flattened row after row; an odd element count gets a zero high half.
+ * Expand input rows [r0, r0 + nrows) to packed int16 pairs, flattened row after row, dropping
+ * the first @p skip elements (1 builds the odd-phase copy). Rows outside the tensor read as the
+ * input zero point; three zero elements follow, read (against zero weights) by patches whose
+ * length is not a multiple of 4.
  */
-static void expand_rows(const int8_t *in, int in_w, int in_c, int r0, int nrows, int zp,
+static void expand_rows(const int8_t *in, int in_w, int in_c, int r0, int nrows, int zp, int skip,
                         uint32_t *dst)
 {
     const uint32_t zp16 = (uint16_t)(int16_t)zp;
-    if ((in_c & 1) == 0) {
-        /* rows are whole pairs: zero-point rows, one contiguous valid run, zero-point rows */
-        const int v0 = r0 < 0 ? 0 : (r0 > in_w ? in_w : r0);
-        const int end = r0 + nrows;
-        const int v1 = end > in_w ? in_w : (end < v0 ? v0 : end);
-        const uint32_t zpw = zp16 | (zp16 << 16);
-        const int half_c = in_c >> 1;
-        for (int n = (v0 - r0) * half_c; n > 0; --n) {
-            *dst++ = zpw;
-        }
-        const int8_t *src = in + v0 * in_c;
-        for (int n = (v1 - v0) * half_c; n > 0; --n) {
-            *dst++ = (uint32_t)(uint16_t)(int16_t)src[0] | ((uint32_t)(uint16_t)(int16_t)src[1] << 16);
-            src += 2;
-        }
-        for (int n = (end - v1) * half_c; n > 0; --n) {
-            *dst++ = zpw;
-        }
-        return;
-    }
-    uint32_t word = 0;
-    int have = 0;
-    for (int r = r0; r < r0 + nrows; ++r) {
-        const int valid = r >= 0 && r < in_w;
-        const int8_t *src = in + (ptrdiff_t)r * in_c;
-        for (int c = 0; c < in_c; ++c) {
-            const uint32_t v = valid ? (uint16_t)(int16_t)src[c] : zp16;
-            if (have) {
-                *dst++ = word | (v << 16);
-                have = 0;
-            } else {
-                word = v;
-                have = 1;
-            }
-        }
-    }
-    if (have) {
-        *dst = word;
+    const int end = r0 + nrows;
+    const int v0 = r0 < 0 ? 0 : (r0 > in_w ? in_w : r0);
+    const int v1 = end > in_w ? in_w : (end < v0 ? v0 : end);
+    se_packer_t pk = {dst, 0u, 0, skip};
+    pk_fill(&pk, zp16, (v0 - r0) * in_c);
+    pk_copy(&pk, in + (ptrdiff_t)v0 * in_c, (v1 - v0) * in_c);
+    pk_fill(&pk, zp16, (end - v1) * in_c);
+    pk_fill(&pk, 0u, 3);
+    if (pk.have) {
+        *pk.dst = pk.half;
     }
 }
 
 /** Four output channels at once: each input word feeds four SMLADs. */
 #if SE_USE_DSP
-SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc)
+SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int n = k2 >> 1;
+    int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    int n = k2 >> 1; /* k2 is even: plan.py pads patches to a multiple of 4 elements */
     if (n > 0) {
         uint32_t x0, x1;
         /* Two input words (4 taps) per iteration: one LDRD, two LDMs of four weight words,
@@ -173,22 +206,15 @@ SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc
                        :
                        : "r8", "r9", "r10", "r11", "cc", "memory");
     }
-    if (k2 & 1) {
-        const uint32_t x0 = x[0];
-        a0 = SE_DOT2(x0, w[0], a0);
-        a1 = SE_DOT2(x0, w[1], a1);
-        a2 = SE_DOT2(x0, w[2], a2);
-        a3 = SE_DOT2(x0, w[3], a3);
-    }
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
 }
 #else
-SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc)
+SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
     for (int j = 0; j < k2; ++j) {
         const uint32_t x0 = x[j];
         a0 = SE_DOT2(x0, w[0], a0);
@@ -204,9 +230,9 @@ SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc
 }
 #endif
 
-SE_INLINE void dot_g2(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc)
+SE_INLINE void dot_g2(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1];
+    int32_t a0 = bias[0], a1 = bias[1];
     for (int j = 0; j < k2; ++j) {
         const uint32_t x0 = x[j];
         a0 = SE_DOT2(x0, w[0], a0);
@@ -217,83 +243,128 @@ SE_INLINE void dot_g2(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc
     acc[1] = a1;
 }
 
-SE_INLINE void dot_g1(const uint32_t *x, const uint32_t *w, int k2, int32_t *acc)
+SE_INLINE void dot_g1(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias, int32_t *acc)
 {
-    int32_t a0 = acc[0];
+    int32_t a0 = bias[0];
     for (int j = 0; j < k2; ++j) {
         a0 = SE_DOT2(x[j], w[j], a0);
     }
     acc[0] = a0;
 }
 
-SE_INLINE void requant_store(const se_conv_params_t *p, int c, const int32_t *acc, int n, int8_t *o)
+#if SE_USE_DSP
+#define SE_SAT8(v) __ssat((v), 8)
+#else
+#define SE_SAT8(v) ((v) < -128 ? -128 : ((v) > 127 ? 127 : (v)))
+#endif
+
+/**
+ * Requantize the accumulators of one position (all out_c channels) and store them.
+ *
+ * Fast path (p->rq != NULL): plan.py checked that every shift is a right shift r >= 1 and every
+ * multiplier m is positive. Then TFLM's double rounding rdbpot(srdhm(acc, m), r) equals
+ * floor((acc*m + 2^30 + 2^(30+r) - 2^31*[acc<0]) / 2^(31+r)) for every int32 acc: the high word
+ * of one 64-bit multiply-add, shifted right by r-1. rq[] holds per channel m, the low and high
+ * words of 2^30 + 2^(30+r), and r-1.
+ */
+static void requant_row(const se_conv_params_t *p, const int32_t *acc, int8_t *o)
 {
-    if (p->fast_requant) {
-        /* Same value as mbqm() when the shift is a right shift of r >= 1 and |acc| + 2^(r-1)
-         * cannot overflow (plan.py proves both from the weights, biases and zero point):
-         * no saturation case (multiplier > 0), and rounding half away from zero becomes
-         * (y + 2^(r-1) - [y < 0]) >> r. */
+    const int n = p->out_c;
+    const int32_t zp = p->out_zp;
+    const int32_t lo = p->act_min;
+    const int32_t hi = p->act_max;
+    const int32_t *rq = p->rq;
+    if (rq == NULL) {
         for (int i = 0; i < n; ++i) {
-            const int64_t prod = (int64_t)acc[i] * p->mult[c + i] + ((int64_t)1 << 30);
-            const int32_t y = (int32_t)(prod >> 31);
-            const int r = -p->shift[c + i];
-            const int32_t v = ((y + (y >> 31) + (1 << (r - 1))) >> r) + p->out_zp;
-            o[c + i] = clamp8(v, p->act_min, p->act_max);
+            o[i] = clamp8(mbqm(acc[i], p->mult[i], p->shift[i]) + zp, lo, hi);
         }
         return;
     }
-    for (int i = 0; i < n; ++i) {
-        const int32_t v = mbqm(acc[i], p->mult[c + i], p->shift[c + i]) + p->out_zp;
-        o[c + i] = clamp8(v, p->act_min, p->act_max);
+    if (lo == -128 && hi == 127) {
+#if SE_USE_DSP
+        /* 12 instructions per output: LDM of the channel's four constants, SMLAL, sign fix-up
+         * (ADDS/ADC), shift, zero point, SSAT, STRB, loop. */
+        int32_t a, t;
+        int count = n;
+        __asm volatile("1:\n\t"
+                       "ldr    %[a], [%[acc]], #4\n\t"
+                       "ldmia  %[rq]!, {r8, r9, r10, r11}\n\t"
+                       "smlal  r9, r10, %[a], r8\n\t"
+                       "and    %[t], %[a], #0x80000000\n\t"
+                       "adds   r9, r9, %[t]\n\t"
+                       "adc    r10, r10, %[a], asr #31\n\t"
+                       "asr    r10, r10, r11\n\t"
+                       "add    r10, r10, %[zp]\n\t"
+                       "ssat   r10, #8, r10\n\t"
+                       "strb   r10, [%[o]], #1\n\t"
+                       "subs   %[n], %[n], #1\n\t"
+                       "bne    1b\n\t"
+                       : [a] "=&r"(a), [t] "=&r"(t), [acc] "+r"(acc), [rq] "+r"(rq), [o] "+r"(o),
+                         [n] "+r"(count)
+                       : [zp] "r"(zp)
+                       : "r8", "r9", "r10", "r11", "cc", "memory");
+#else
+        for (int i = 0; i < n; ++i, rq += 4) {
+            const int32_t a = acc[i];
+            const int64_t t = (int64_t)a * rq[0] + (int64_t)(((uint64_t)(uint32_t)rq[2] << 32) | (uint32_t)rq[1]) +
+                              (a < 0 ? (int64_t)INT32_MIN : 0);
+            const int32_t v = ((int32_t)(t >> 32) >> rq[3]) + zp;
+            o[i] = (int8_t)SE_SAT8(v);
+        }
+#endif
+        return;
+    }
+    for (int i = 0; i < n; ++i, rq += 4) {
+        const int32_t a = acc[i];
+        const int64_t t = (int64_t)a * rq[0] + (int64_t)(((uint64_t)(uint32_t)rq[2] << 32) | (uint32_t)rq[1]) +
+                          (a < 0 ? (int64_t)INT32_MIN : 0);
+        o[i] = clamp8(((int32_t)(t >> 32) >> rq[3]) + zp, lo, hi);
     }
 }
 
 /** All output channels of one position from its expanded patch @p x (k2 words). */
-static void conv_position(const se_conv_params_t *p, const uint32_t *x, int k2, int8_t *o)
+static void conv_position(const se_conv_params_t *p, const uint32_t *x, int k2, int32_t *acc, int8_t *o)
 {
     const uint32_t *w = p->weights;
     const int32_t *bias = p->bias;
     const int out_c = p->out_c;
-    int32_t acc[4];
+    const int wstep = 4 * k2;
     int c = 0;
-    for (; c + 4 <= out_c; c += 4) {
-        acc[0] = bias[c];
-        acc[1] = bias[c + 1];
-        acc[2] = bias[c + 2];
-        acc[3] = bias[c + 3];
-        dot_g4(x, w, k2, acc);
-        w += 4 * k2;
-        requant_store(p, c, acc, 4, o);
+    for (; c + 4 <= out_c; c += 4, w += wstep) {
+        dot_g4(x, w, k2, bias + c, acc + c);
     }
     if (out_c - c >= 2) {
-        acc[0] = bias[c];
-        acc[1] = bias[c + 1];
-        dot_g2(x, w, k2, acc);
+        dot_g2(x, w, k2, bias + c, acc + c);
         w += 2 * k2;
-        requant_store(p, c, acc, 2, o);
         c += 2;
     }
     if (c < out_c) {
-        acc[0] = bias[c];
-        dot_g1(x, w, k2, acc);
-        requant_store(p, c, acc, 1, o);
+        dot_g1(x, w, k2, bias + c, acc + c);
     }
+    requant_row(p, acc, o);
 }
 
 static void op_conv(const se_conv_params_t *p, uint8_t *arena)
 {
     const int8_t *in = (const int8_t *)(arena + p->in);
     int8_t *out = (int8_t *)(arena + p->out);
-    uint32_t *scratch = (uint32_t *)(void *)(arena + p->scratch);
-    const int k2 = (p->kernel * p->in_c + 1) >> 1;
-    /* words between the patches of consecutive positions (rows mode: in_c even) */
-    const int step = (p->stride * p->in_c) >> 1;
+    uint32_t *even = (uint32_t *)(void *)(arena + p->scratch);
+    uint32_t *odd = even + p->odd_words; /* patches starting on an odd element */
+    int32_t *acc = (int32_t *)(void *)(even + p->acc_words);
+    const int k2 = ((p->kernel * p->in_c + 3) >> 2) << 1; /* words per patch, even */
+    const int step = p->stride * p->in_c; /* elements between consecutive patches */
     for (int p0 = 0; p0 < p->out_w; p0 += p->chunk) {
         const int m = (p->out_w - p0) < p->chunk ? (p->out_w - p0) : p->chunk;
-        expand_rows(in, p->in_w, p->in_c, p0 * p->stride - p->pad, (m - 1) * p->stride + p->kernel,
-                    p->in_zp, scratch);
+        const int r0 = p0 * p->stride - p->pad;
+        const int nrows = (m - 1) * p->stride + p->kernel;
+        expand_rows(in, p->in_w, p->in_c, r0, nrows, p->in_zp, 0, even);
+        if (step & 1) {
+            expand_rows(in, p->in_w, p->in_c, r0, nrows, p->in_zp, 1, odd);
+        }
         for (int i = 0; i < m; ++i) {
-            conv_position(p, scratch + i * step, k2, out + (ptrdiff_t)(p0 + i) * p->out_c);
+            const int e = i * step;
+            const uint32_t *x = (e & 1) ? odd + (e >> 1) : even + (e >> 1);
+            conv_position(p, x, k2, acc, out + (ptrdiff_t)(p0 + i) * p->out_c);
         }
     }
 }
@@ -331,30 +402,71 @@ static void op_pool(const se_pool_params_t *p, uint8_t *arena, int is_max)
 {
     const int8_t *in = (const int8_t *)(arena + p->in);
     int8_t *out = (int8_t *)(arena + p->out);
+    const int C = p->c, in_w = p->in_w, kernel = p->kernel;
+    const int32_t lo = p->act_min, hi = p->act_max;
     for (int ox = 0; ox < p->out_w; ++ox) {
         const int x0 = ox * p->stride - p->pad;
         const int k_lo = x0 < 0 ? -x0 : 0;
-        const int k_hi = (p->in_w - x0) < p->kernel ? (p->in_w - x0) : p->kernel;
+        const int k_hi = (in_w - x0) < kernel ? (in_w - x0) : kernel;
         const int count = k_hi - k_lo;
-        int8_t *o = out + (ptrdiff_t)ox * p->c;
-        for (int c = 0; c < p->c; ++c) {
-            const int8_t *src = in + (ptrdiff_t)(x0 + k_lo) * p->c + c;
-            int32_t v;
-            if (is_max) {
-                v = INT8_MIN;
-                for (int k = 0; k < count; ++k, src += p->c) {
+        const int8_t *row = in + (ptrdiff_t)(x0 + k_lo) * C;
+        int8_t *o = out + (ptrdiff_t)ox * C;
+#if SE_USE_DSP
+        if (is_max && count > 0 && (C & 3) == 0) {
+            /* four channels per word: SSUB8 sets the GE flags, SEL picks the larger bytes */
+            const uint32_t lo4 = 0x01010101u * (uint8_t)(int8_t)lo;
+            const uint32_t hi4 = 0x01010101u * (uint8_t)(int8_t)hi;
+            const int clamp = lo != -128 || hi != 127;
+            const int8_t *row1 = row + C;
+            for (int c = 0; c < C; c += 4) {
+                uint32_t m;
+                memcpy(&m, row + c, 4);
+                if (count == 2) { /* the common pool_size 2 without a loop */
+                    uint32_t v;
+                    memcpy(&v, row1 + c, 4);
+                    (void)__ssub8((int8x4_t)v, (int8x4_t)m);
+                    m = (uint32_t)__sel((uint8x4_t)v, (uint8x4_t)m);
+                } else {
+                    for (int k = 1; k < count; ++k) {
+                        uint32_t v;
+                        memcpy(&v, row + (ptrdiff_t)k * C + c, 4);
+                        (void)__ssub8((int8x4_t)v, (int8x4_t)m);
+                        m = (uint32_t)__sel((uint8x4_t)v, (uint8x4_t)m);
+                    }
+                }
+                if (clamp) {
+                    (void)__ssub8((int8x4_t)m, (int8x4_t)lo4);
+                    m = (uint32_t)__sel((uint8x4_t)m, (uint8x4_t)lo4);
+                    (void)__ssub8((int8x4_t)hi4, (int8x4_t)m);
+                    m = (uint32_t)__sel((uint8x4_t)m, (uint8x4_t)hi4);
+                }
+                memcpy(o + c, &m, 4);
+            }
+            continue;
+        }
+#endif
+        if (is_max) {
+            for (int c = 0; c < C; ++c) {
+                int32_t v = INT8_MIN;
+                const int8_t *src = row + c;
+                for (int k = 0; k < count; ++k, src += C) {
                     v = *src > v ? *src : v;
                 }
-            } else {
+                o[c] = clamp8(v, lo, hi);
+            }
+        } else {
+            for (int c = 0; c < C; ++c) {
                 int32_t acc = 0;
-                for (int k = 0; k < count; ++k, src += p->c) {
+                const int8_t *src = row + c;
+                for (int k = 0; k < count; ++k, src += C) {
                     acc += *src;
                 }
                 /* TFLM: round half away from zero; C division truncates like C++ */
-                v = count == 0 ? 0
-                               : (acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count);
+                const int32_t v = count == 0 ? 0
+                                             : (acc > 0 ? (acc + count / 2) / count
+                                                        : (acc - count / 2) / count);
+                o[c] = clamp8(v, lo, hi);
             }
-            o[c] = clamp8(v, p->act_min, p->act_max);
         }
     }
 }

@@ -38,14 +38,16 @@ typedef struct {
     uint16_t in_w, in_c, out_w, out_c;
     uint16_t kernel, stride;
     int16_t pad;                   /**< positions of padding before the first input */
-    uint16_t chunk;                /**< output positions per expansion (1 when in_c is odd) */
-    uint8_t fast_requant;          /**< 1: all shifts <= -1 and |acc| provably < 2^31 - 2^(r-1) */
+    uint16_t chunk;                /**< output positions per expansion */
+    uint16_t odd_words;            /**< word offset of the odd-phase copy in scratch (stride*in_c odd) */
+    uint16_t acc_words;            /**< word offset of the out_c int32 accumulators in scratch */
     int16_t in_zp, out_zp;
     int16_t act_min, act_max;
     const uint32_t *weights;       /**< grouped packed int16 pairs, see docs/engine.md */
     const int32_t *bias;           /**< bias - in_zp * sum(weights), per output channel */
     const int32_t *mult;           /**< per-channel quantized multiplier (Q31) */
     const int8_t *shift;           /**< per-channel shift, > 0 left */
+    const int32_t *rq;             /**< NULL, or the fast requantization table (see se_engine.c) */
 } se_conv_params_t;
 
 /** 1-D depthwise convolution; out channel oc reads input channel oc / depth_mult. */
