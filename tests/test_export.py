@@ -1,0 +1,107 @@
+"""sleepedge export: files for the firmware, TFLM vs TFLite check, reference vectors, bad inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from host_tools import codegen
+from host_tools import constants as C
+from host_tools.cli import main
+from host_tools.errors import SleepEdgeError
+
+HAVE_C_EXPORT = importlib.util.find_spec("host_tools.c_export") is not None
+
+
+@pytest.fixture
+def c_export_calls(monkeypatch):
+    """The real c_export when it exists; until the engine lands, a recorder standing in for it
+    (export must still call it with the model, the folder and the threshold)."""
+    calls: list[dict] = []
+    if HAVE_C_EXPORT:
+        return None
+    stub = types.ModuleType("host_tools.c_export")
+
+    def export_model(tflite_path, out_dir, *, threshold, name):
+        calls.append({"tflite": tflite_path, "out": out_dir, "threshold": threshold, "name": name})
+
+    stub.export_model = export_model
+    monkeypatch.setitem(sys.modules, "host_tools.c_export", stub)
+    import host_tools
+
+    monkeypatch.setattr(host_tools, "c_export", stub, raising=False)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def int8_tflite(tiny_cache, tmp_path_factory):
+    from host_tools import compress, models, prepare
+
+    x, _, _, _ = prepare.load_epochs(tiny_cache)
+    path = tmp_path_factory.mktemp("int8") / "edge.tflite"
+    path.write_bytes(compress.convert_int8(models.build_edge_cnn(seed=5), compress.representative_epochs(x, n=64)))
+    return path
+
+
+def test_export_end_to_end(int8_tflite, tiny_cache, tmp_path, c_export_calls, capsys):
+    from host_tools.predict import TflmModel
+    from host_tools.filters import quantize_model_input
+
+    out = tmp_path / "edge"
+    header = tmp_path / "sleepedge_constants.h"
+    rc = main(["export", "--tflite", str(int8_tflite), "--out", str(out), "--threshold", "0.55",
+               "--cache", str(tiny_cache), "--n-check", "60", "--header", str(header)])
+    assert rc == 0
+    assert "bit-exact" in capsys.readouterr().out
+    assert (out / "model.tflite").read_bytes() == int8_tflite.read_bytes()
+    assert header.read_text() == codegen.constants_header()
+    if c_export_calls is None:
+        assert "SE_MODEL_CONFIDENCE_THRESHOLD" in (out / "model_data.h").read_text()
+    else:
+        assert c_export_calls == [{"tflite": out / "model.tflite", "out": out, "threshold": 0.55, "name": "edge"}]
+
+    report = json.loads((out / "export.json").read_text())
+    a = report["tflm_vs_tflite"]
+    assert a["epochs"] == 60 and "held-out" in a["epochs_from"]
+    # TFLM implements the reference kernels: they must agree exactly.
+    assert a["bit_exact_fraction"] == 1.0 and a["max_abs_lsb"] == 0
+    assert report["threshold"] == 0.55
+
+    ref = np.load(out / "reference_vectors.npz")
+    assert ref["input_int8"].dtype == np.int8 and ref["output_int8"].dtype == np.int8
+    assert ref["input_int8"].shape == (8, C.EPOCH_SAMPLES) and ref["output_int8"].shape == (8, C.N_CLASSES)
+    # Inputs are the device's quantization of the stored filtered epochs ...
+    np.testing.assert_array_equal(
+        ref["input_int8"], quantize_model_input(ref["x_filt"], float(ref["input_scale"]), int(ref["input_zero_point"])))
+    # ... and outputs are what a fresh TFLM interpreter computes from them.
+    tflm = TflmModel.load(out)
+    np.testing.assert_array_equal(tflm.run_int8(ref["input_int8"]), ref["output_int8"])
+    assert ref["stage"].tolist() == ref["output_int8"].argmax(1).tolist()
+
+
+def test_export_without_cache_uses_filtered_noise(int8_tflite, tmp_path, c_export_calls):
+    from host_tools.export import export
+
+    r = export(int8_tflite, tmp_path / "e", threshold=0.7, n_check=5, header=tmp_path / "h.h")
+    assert r["tflm_vs_tflite"]["epochs"] == 5 and "noise" in r["tflm_vs_tflite"]["epochs_from"]
+
+
+def test_bad_inputs(int8_tflite, tmp_path, c_export_calls, capsys):
+    from host_tools.export import export
+
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"hello world, not a flatbuffer")
+    with pytest.raises(SleepEdgeError, match="no such"):
+        export(tmp_path / "missing.tflite", tmp_path / "o", header=tmp_path / "h.h")
+    with pytest.raises(SleepEdgeError, match="TFL3"):
+        export(junk, tmp_path / "o", header=tmp_path / "h.h")
+    rc = main(["export", "--tflite", str(int8_tflite), "--out", str(tmp_path / "o"), "--threshold", "1.5",
+               "--header", str(tmp_path / "h.h")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "threshold" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "model.tflite").exists()
