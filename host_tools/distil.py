@@ -208,6 +208,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--val-max", type=int, default=3000, help="validation epochs scored per pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
 
@@ -215,5 +216,5 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     distil(args.teacher, args.cache, args.out, temperature=args.temperature, alpha=args.alpha,
            passes=args.passes, steps_per_pass=args.steps_per_pass, batch=args.batch,
-           patience=args.patience, lr=args.lr, seed=args.seed, verbose=0 if args.quiet else 1)
+           patience=args.patience, lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1)
     return 0

@@ -56,7 +56,7 @@ def keras() -> Any:
     return tf_keras
 
 
-def build_source_cnn(seed: int = 0, dropout: float = 0.2) -> Any:
+def build_source_cnn(seed: int = 0, dropout: float = 0.2, input_scale: float = SOURCE_INPUT_SCALE) -> Any:
     """The source (cloud) model: the 1-D CNN of Yildirim et al. (2019), ~1.05 M parameters.
 
     Parameters
@@ -65,6 +65,9 @@ def build_source_cnn(seed: int = 0, dropout: float = 0.2) -> Any:
         Seed for the weight initialisers (reproducible builds).
     dropout : float
         Dropout rate after the first block and before the classifier.
+    input_scale : float
+        Fixed factor applied to the uV input (a Rescaling layer; the cloud runs float32, so the
+        extra multiply costs nothing there).
 
     Returns
     -------
@@ -74,7 +77,7 @@ def build_source_cnn(seed: int = 0, dropout: float = 0.2) -> Any:
     k = keras()
     init = k.initializers.HeUniform(seed=seed)
     inp = k.Input((C.EPOCH_SAMPLES, 1), name="epoch_uv")
-    x = k.layers.Rescaling(SOURCE_INPUT_SCALE, name="scale_uv")(inp)
+    x = k.layers.Rescaling(input_scale, name="scale_uv")(inp)
     n_conv = n_pool = 0
     for item in _SOURCE_LAYOUT:
         if item == "pool":
