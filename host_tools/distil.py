@@ -100,8 +100,6 @@ def distil(
     from host_tools.train import make_strategy
 
     strat = make_strategy(strategy)
-    import tensorflow as tf
-
     from host_tools import datasets as D
     from host_tools import models as M
     from host_tools.train import best_on_validation, cap_validation, corpus_name, fit_model, save_from_worker, score
@@ -142,7 +140,7 @@ def distil(
         if verbose:
             print(f"edge CNN, {arm} (alpha {a}, T {temperature}): {len(y_tr)} epochs, "
                   f"{passes} passes x {steps} steps x {batch}")
-        tf.keras.utils.set_random_seed(seed)
+        M.keras().utils.set_random_seed(seed)
         with strat.scope():
             model = M.build_edge_cnn(seed=seed)
         stopper = best_on_validation(x_va, y_va, patience, verbose)

@@ -234,10 +234,8 @@ def train_source(
             raise SleepEdgeError(f"--{name.replace('_', '-')} must be >= 1, got {val}")
     # The strategy first: multi-worker collectives must be configured before other TF ops.
     strat = make_strategy(strategy)
-    import tensorflow as tf
-
     from host_tools import datasets as D
-    from host_tools.models import build_source_cnn, predict_proba, save_model
+    from host_tools.models import build_source_cnn, keras, predict_proba, save_model
 
     cache, out = Path(cache), Path(out)
     index = D.load_index_checked(cache)
@@ -253,7 +251,7 @@ def train_source(
         print(f"source CNN: {len(y_tr)} training epochs ({len(split['train'])} subjects), "
               f"{len(y_va)} validation epochs, strategy {strategy} x{strat.num_replicas_in_sync}, "
               f"class weights {np.round(cw, 2).tolist()}")
-    tf.keras.utils.set_random_seed(seed)
+    keras().utils.set_random_seed(seed)
     with strat.scope():
         model = build_source_cnn(seed=seed)
     stopper = best_on_validation(x_va, y_va, patience, verbose)

@@ -130,7 +130,7 @@ def finetune_curve(
         x, y = D.prepare_inputs(x), np.asarray(y, dtype=np.int64)
         w = D.sample_weights(y, D.class_weights(y))
         for arm in ("finetune", "scratch"):
-            tf.keras.utils.set_random_seed(seed + k)
+            M.keras().utils.set_random_seed(seed + k)
             if arm == "finetune":
                 model = M.load_keras_model(source)
                 frozen = freeze_lower(model, n_frozen_conv)

@@ -121,8 +121,6 @@ def test_edge_int8_conversion_uses_only_firmware_ops(edge_model):
 def test_edge_model_learns_separable_rhythms():
     """Five classes of clipped sinusoids at distinct frequencies, raw uV in: the architecture,
     the BN-absorbed input scale and the clipping must let it separate them in a few passes."""
-    import tensorflow as tf
-
     from host_tools.datasets import make_dataset, prepare_inputs
 
     rng = np.random.default_rng(3)
@@ -138,7 +136,7 @@ def test_edge_model_learns_separable_rhythms():
 
     x_tr, y_tr = make(600)
     x_te, y_te = make(200)
-    tf.keras.utils.set_random_seed(0)
+    M.keras().utils.set_random_seed(0)
     model = M.build_edge_cnn(seed=0)
     model.compile(optimizer=M.keras().optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(make_dataset(x_tr, y_tr, batch=32), epochs=4, steps_per_epoch=19, verbose=0)
