@@ -254,6 +254,8 @@ def train_source(
     keras().utils.set_random_seed(seed)
     with strat.scope():
         model = build_source_cnn(seed=seed)
+    if verbose:
+        print(f"source CNN: {model.count_params():,} parameters")
     stopper = best_on_validation(x_va, y_va, patience, verbose)
     t1 = time.time()
     history = fit_model(model, strat, x_tr, y_tr, D.sample_weights(y_tr, cw),
