@@ -107,7 +107,9 @@ def build_firmware(
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SleepEdgeError(f"firmware build failed (make {target}, MODEL_DIR={model}):\n{_tail(proc.stderr + proc.stdout)}")
+        # The compiler's diagnostics are on stderr; stdout only echoes the commands.
+        detail = _tail(proc.stderr) or _tail(proc.stdout)
+        raise SleepEdgeError(f"firmware build failed (make {target}, MODEL_DIR={model}):\n{detail}")
     elf = out / ("firmware.elf" if target == "qemu" else "selftest.elf")
     if not elf.is_file():
         raise SleepEdgeError(f"firmware build reported success but {elf} does not exist")
