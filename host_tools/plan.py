@@ -160,7 +160,9 @@ class Plan:
     macs: int
     input: TensorInfo
     output: TensorInfo
-    buffer_sizes: dict[int, int]
+    #: per arena buffer ("t<tensor>" activations, "s<op>" scratch): bytes and [first, last] op
+    sizes: dict[str, int]
+    lifetimes: dict[str, tuple[int, int]]
 
 
 # --- flatbuffer reading -----------------------------------------------------------------------
@@ -398,7 +400,7 @@ def _build_op(g: _Graph, name: str, op: Any, alias: dict[int, int]) -> PlanOp:
         if len(y.shape) != 4 or y.size != out_w * yc:
             raise SleepEdgeError(f"{src}: {name} output shape {list(y.shape)} != expected width {out_w}")
         base = dict(in_w=in_w, out_w=out_w, kernel=k, stride=stride, pad=pad,
-                    act_min=act_min, act_max=act_max)
+                    act_min=act_min, act_max=act_max, act=act)
         if name == "CONV_2D":
             wt = g.data(ins[1], np.int8).reshape(yc, k, c).reshape(yc, k * c)
             return _conv_op(g, name, op, x, y, wt, dict(base, in_c=c, out_c=yc), alias)
@@ -435,7 +437,7 @@ def _build_op(g: _Graph, name: str, op: Any, alias: dict[int, int]) -> PlanOp:
         wt = g.data(ins[1], np.int8).reshape(n_out, n_in)
         return _conv_op(g, name, op, x, y, wt,
                         dict(in_w=rows, out_w=rows, kernel=1, stride=1, pad=0, in_c=n_in,
-                             out_c=n_out, act_min=act_min, act_max=act_max), alias)
+                             out_c=n_out, act_min=act_min, act_max=act_max, act=act), alias)
 
     if name == "ADD":
         x2 = g.act_info(ins[1])
@@ -548,7 +550,7 @@ def _allocate(ops: list[PlanOp], alias: dict[int, int], in_t: TensorInfo, out_t:
     return Plan(ops=ops, offsets=offsets, arena_bytes=arena, macs=sum(p.macs for p in ops),
                 input=in_t, output=TensorInfo(alias[out_t.index], out_t.shape, out_t.scale,
                                               out_t.zero_point),
-                buffer_sizes={int(k[1:]): v for k, v in sizes.items() if k.startswith("t")})
+                sizes=dict(sizes), lifetimes={k: (v[0], v[1]) for k, v in life.items()})
 
 
 # --- C rendering ------------------------------------------------------------------------------

@@ -106,9 +106,9 @@ def random_model(seed: int, length: int | None = None) -> tuple[Any, tuple[int, 
                                              depth_multiplier=int(rng.choice([1, 2, 3])),
                                              activation=acts[int(rng.integers(0, 3))])(x)
         elif kind == "pool":
-            ps = int(rng.integers(1, 6))
+            ps = int(rng.integers(2, 6))
             st = int(rng.choice([1, 2, 3])) if rng.random() < 0.5 else None
-            pad = str(rng.choice(["same", "valid"]))
+            pad = str(rng.choice(["same", "same", "valid"]))
             if pad == "valid" and w < ps:
                 pad = "same"
             layer = keras.layers.MaxPooling1D if rng.random() < 0.5 else keras.layers.AveragePooling1D

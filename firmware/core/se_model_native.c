@@ -1,0 +1,72 @@
+/**
+ * @file se_model_native.c
+ * @brief se_model.h implemented by the native int8 engine (firmware/core/engine).
+ *
+ * Links against the exported model_data.{c,h} (quantization, hash) and model_plan.{c,h} (the
+ * ahead-of-time plan). The tensor arena is one static buffer of SE_PLAN_ARENA_BYTES; nothing is
+ * allocated at run time.
+ */
+#include "se_model.h"
+
+#include "model_data.h"
+#include "model_plan.h"
+#include "se_engine.h"
+
+_Static_assert(SE_PLAN_INPUT_BYTES == SE_EPOCH_SAMPLES, "edge model input must be one epoch");
+_Static_assert(SE_PLAN_OUTPUT_BYTES == SE_N_CLASSES, "edge model output must be SE_N_CLASSES");
+
+/** se_model_run() before a successful se_model_init(). */
+#define SE_MODEL_ENOTINIT 100
+
+static _Alignas(8) uint8_t s_arena[SE_PLAN_ARENA_BYTES];
+static int s_ready;
+
+int se_model_init(void)
+{
+    /* The plan and the header come from the same export; a mismatch means a stale build. */
+    if (g_se_plan.arena_bytes > sizeof s_arena || g_se_plan.input_bytes != SE_EPOCH_SAMPLES ||
+        g_se_plan.output_bytes != SE_N_CLASSES) {
+        s_ready = 0;
+        return SE_ENGINE_EARENA;
+    }
+    s_ready = 1;
+    return 0;
+}
+
+int se_model_run(const int8_t *input, int8_t *output)
+{
+    if (!s_ready) {
+        return SE_MODEL_ENOTINIT;
+    }
+    return se_engine_run(&g_se_plan, s_arena, sizeof s_arena, input, output);
+}
+
+uint32_t se_model_hash(void)
+{
+    return SE_MODEL_HASH_U32;
+}
+
+float se_model_input_scale(void)
+{
+    return SE_MODEL_INPUT_SCALE;
+}
+
+int32_t se_model_input_zero_point(void)
+{
+    return SE_MODEL_INPUT_ZERO_POINT;
+}
+
+float se_model_output_scale(void)
+{
+    return SE_MODEL_OUTPUT_SCALE;
+}
+
+int32_t se_model_output_zero_point(void)
+{
+    return SE_MODEL_OUTPUT_ZERO_POINT;
+}
+
+size_t se_model_arena_bytes(void)
+{
+    return sizeof s_arena;
+}
