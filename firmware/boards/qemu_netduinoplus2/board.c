@@ -82,8 +82,12 @@ void USART1_IRQHandler(void)
 {
     uint32_t sr = USART_SR;
     if (sr & USART_SR_ORE) {
-        /* Real silicon only (QEMU back-pressures): the SR-then-DR read below clears ORE. */
+        /* Real silicon only (QEMU back-pressures): the SR-then-DR read below clears ORE; read
+         * DR here if no byte is pending, or the flag would keep the interrupt asserted. */
         s_stats.overflows++;
+        if (!(sr & USART_SR_RXNE)) {
+            (void)USART_DR;
+        }
     }
     while (sr & USART_SR_RXNE) {
         uint8_t byte = (uint8_t)USART_DR; /* reading DR clears RXNE and lets QEMU send the next byte */
