@@ -493,10 +493,11 @@ def _conv_op(g: _Graph, name: str, op: Any, x: TensorInfo, y: TensorInfo, wt: np
         chunk += 1
     odd_words, acc_words = scratch_words(chunk)
     total_words = acc_words + out_c
-    # Fast requantization (see requant_store in se_engine.c) is exact whenever every channel's
-    # shift is a right shift (r >= 1) and its multiplier is positive.
+    # Fast requantization (requant_row in se_engine.c) is exact whenever every channel's shift
+    # is a right shift 1 <= r <= 22 (no int64 overflow with the zero point folded in) and its
+    # multiplier is positive.
     r = -shift.astype(np.int64)
-    fast = bool(np.all(r >= 1) and np.all(r <= 31) and np.all(mult > 0))
+    fast = bool(np.all(r >= 1) and np.all(r <= 22) and np.all(mult > 0))
     p = PlanOp("conv", name, [alias[int(op.inputs[0])]], int(op.outputs[0]))
     p.params = dict(prm, chunk=chunk, odd_words=odd_words, acc_words=acc_words, in_zp=x.zero_point,
                     out_zp=y.zero_point)
@@ -506,8 +507,8 @@ def _conv_op(g: _Graph, name: str, op: Any, x: TensorInfo, y: TensorInfo, wt: np
     p.arrays = {"weights": ("uint32_t", _conv_weights(wt)), "bias": ("int32_t", _wrap32(folded)),
                 "mult": ("int32_t", mult), "shift": ("int8_t", shift)}
     if fast:
-        cst = (1 << 30) + (1 << (30 + r))
-        rq = np.stack([mult.astype(np.int64), cst & 0xFFFFFFFF, cst >> 32, r - 1], axis=1)
+        cst = (1 << 30) + (1 << (30 + r)) + y.zero_point * (1 << (31 + r))
+        rq = np.stack([mult.astype(np.int64), cst & 0xFFFFFFFF, cst >> 32, r - 1], axis=1)  # floor >>
         p.arrays["rq"] = ("int32_t", _wrap32(rq.reshape(-1)))
     return p
 

@@ -178,7 +178,8 @@ static void expand_rows(const int8_t *in, int in_w, int in_c, int r0, int nrows,
 
 /** Four output channels at once: each input word feeds four SMLADs. */
 #if SE_USE_DSP
-SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias, int32_t *acc)
+SE_INLINE const uint32_t *dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias,
+                                 int32_t *acc)
 {
     int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
     int n = k2 >> 1; /* k2 is even: plan.py pads patches to a multiple of 4 elements */
@@ -210,9 +211,11 @@ SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
+    return w;
 }
 #else
-SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias, int32_t *acc)
+SE_INLINE const uint32_t *dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_t *bias,
+                                 int32_t *acc)
 {
     int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
     for (int j = 0; j < k2; ++j) {
@@ -227,6 +230,7 @@ SE_INLINE void dot_g4(const uint32_t *x, const uint32_t *w, int k2, const int32_
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
+    return w;
 }
 #endif
 
@@ -261,64 +265,56 @@ SE_INLINE void dot_g1(const uint32_t *x, const uint32_t *w, int k2, const int32_
 /**
  * Requantize the accumulators of one position (all out_c channels) and store them.
  *
- * Fast path (p->rq != NULL): plan.py checked that every shift is a right shift r >= 1 and every
- * multiplier m is positive. Then TFLM's double rounding rdbpot(srdhm(acc, m), r) equals
- * floor((acc*m + 2^30 + 2^(30+r) - 2^31*[acc<0]) / 2^(31+r)) for every int32 acc: the high word
- * of one 64-bit multiply-add, shifted right by r-1. rq[] holds per channel m, the low and high
- * words of 2^30 + 2^(30+r), and r-1.
+ * Fast path (p->rq != NULL): plan.py checked that every shift is a right shift 1 <= r <= 22 and
+ * every multiplier m is positive. Then TFLM's double rounding plus output zero point,
+ * rdbpot(srdhm(acc, m), r) + zp, equals
+ *     floor((acc*m + 2^30 + 2^(30+r) + zp*2^(31+r) - 2^31*[acc<0]) / 2^(31+r))
+ * for every int32 acc (no int64 overflow for r <= 22): the high word of a 64-bit multiply-add,
+ * shifted right by r-1. rq[] holds per channel m, the low and high words of the constant, r-1.
  */
 static void requant_row(const se_conv_params_t *p, const int32_t *acc, int8_t *o)
 {
     const int n = p->out_c;
-    const int32_t zp = p->out_zp;
     const int32_t lo = p->act_min;
     const int32_t hi = p->act_max;
     const int32_t *rq = p->rq;
     if (rq == NULL) {
+        const int32_t zp = p->out_zp;
         for (int i = 0; i < n; ++i) {
             o[i] = clamp8(mbqm(acc[i], p->mult[i], p->shift[i]) + zp, lo, hi);
         }
         return;
     }
-    if (lo == -128 && hi == 127) {
 #if SE_USE_DSP
-        /* 12 instructions per output: LDM of the channel's four constants, SMLAL, sign fix-up
-         * (ADDS/ADC), shift, zero point, SSAT, STRB, loop. */
+    if (lo == -128 && hi == 127) {
+        /* 9-10 instructions per output: LDR, LDM of the channel's constants, SMLAL, the sign
+         * term as a second SMLAL of (acc >>> 31) * -2^31, shift, SSAT, STRB, loop. */
         int32_t a, t;
         int count = n;
+        const int32_t kmin = INT32_MIN;
         __asm volatile("1:\n\t"
                        "ldr    %[a], [%[acc]], #4\n\t"
                        "ldmia  %[rq]!, {r8, r9, r10, r11}\n\t"
                        "smlal  r9, r10, %[a], r8\n\t"
-                       "and    %[t], %[a], #0x80000000\n\t"
-                       "adds   r9, r9, %[t]\n\t"
-                       "adc    r10, r10, %[a], asr #31\n\t"
+                       "lsr    %[t], %[a], #31\n\t"
+                       "smlal  r9, r10, %[t], %[kmin]\n\t"
                        "asr    r10, r10, r11\n\t"
-                       "add    r10, r10, %[zp]\n\t"
                        "ssat   r10, #8, r10\n\t"
                        "strb   r10, [%[o]], #1\n\t"
                        "subs   %[n], %[n], #1\n\t"
                        "bne    1b\n\t"
                        : [a] "=&r"(a), [t] "=&r"(t), [acc] "+r"(acc), [rq] "+r"(rq), [o] "+r"(o),
                          [n] "+r"(count)
-                       : [zp] "r"(zp)
+                       : [kmin] "r"(kmin)
                        : "r8", "r9", "r10", "r11", "cc", "memory");
-#else
-        for (int i = 0; i < n; ++i, rq += 4) {
-            const int32_t a = acc[i];
-            const int64_t t = (int64_t)a * rq[0] + (int64_t)(((uint64_t)(uint32_t)rq[2] << 32) | (uint32_t)rq[1]) +
-                              (a < 0 ? (int64_t)INT32_MIN : 0);
-            const int32_t v = ((int32_t)(t >> 32) >> rq[3]) + zp;
-            o[i] = (int8_t)SE_SAT8(v);
-        }
-#endif
         return;
     }
+#endif
     for (int i = 0; i < n; ++i, rq += 4) {
         const int32_t a = acc[i];
         const int64_t t = (int64_t)a * rq[0] + (int64_t)(((uint64_t)(uint32_t)rq[2] << 32) | (uint32_t)rq[1]) +
                           (a < 0 ? (int64_t)INT32_MIN : 0);
-        o[i] = clamp8(((int32_t)(t >> 32) >> rq[3]) + zp, lo, hi);
+        o[i] = clamp8((int32_t)(t >> 32) >> rq[3], lo, hi);
     }
 }
 
@@ -328,11 +324,15 @@ static void conv_position(const se_conv_params_t *p, const uint32_t *x, int k2, 
     const uint32_t *w = p->weights;
     const int32_t *bias = p->bias;
     const int out_c = p->out_c;
-    const int wstep = 4 * k2;
-    int c = 0;
-    for (; c + 4 <= out_c; c += 4, w += wstep) {
-        dot_g4(x, w, k2, bias + c, acc + c);
+    const int groups = out_c >> 2;
+    for (int g = 0; g < groups; ++g) {
+        w = dot_g4(x, w, k2, bias, acc); /* returns the next group's weights */
+        bias += 4;
+        acc += 4;
     }
+    int c = groups << 2;
+    bias = p->bias;
+    acc -= c;
     if (out_c - c >= 2) {
         dot_g2(x, w, k2, bias + c, acc + c);
         w += 2 * k2;
