@@ -198,10 +198,11 @@ def _op_name(model: Any, op: Any) -> str:
 class _Graph:
     """Typed accessors over the object-API model."""
 
-    def __init__(self, model: Any, source: str) -> None:
+    def __init__(self, model: Any, source: str, raw: bytes) -> None:
         self.model = model
         self.source = source
         self.sg = model.subgraphs[0]
+        self._bytes = raw  # for buffers stored after the flatbuffer (offset/size form)
 
     def tensor(self, i: int) -> Any:
         return self.sg.tensors[i]
@@ -334,8 +335,7 @@ def build_plan(model_bytes: bytes, source: str = "<model>") -> Plan:
         Unsupported operator, non-int8 tensors, 2-D windows, broadcasting ADD, ...
     """
     model = _load(model_bytes, source)
-    g = _Graph(model, source)
-    g._bytes = bytes(model_bytes)  # for buffers stored outside the flatbuffer table
+    g = _Graph(model, source, bytes(model_bytes))
     sg = g.sg
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
         raise SleepEdgeError(f"{source}: model must have one input and one output "

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -195,5 +195,3 @@ def first_mismatch(a: np.ndarray, b: np.ndarray) -> str:
     i = tuple(idx[0])
     return f"{len(idx)} differ; first at {i}: engine {a[i]} vs TFLM {b[i]}"
 
-
-Progress = Callable[[str], None]
