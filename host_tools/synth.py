@@ -85,7 +85,7 @@ _BG_LEVELS: dict[str, np.ndarray] = {
     "fpz": np.array(
         [
             [6.0, 2.2, 2.2, 0.30, 0.05],  # W relaxed (eyes closed): alpha
-            [12.0, 3.5, 1.1, 0.75, 0.50],  # W active: EMG, eye movements added as events
+            [12.0, 3.5, 1.1, 1.10, 0.70],  # W active: EMG, eye movements added as events
             [1.2, 1.0, 0.28, 0.11, 0.045],  # N1: theta, alpha dropout
             [20.0, 3.4, 0.9, 0.30, 0.028],  # N2
             [42.0, 7.0, 1.8, 0.20, 0.022],  # N3
@@ -127,7 +127,7 @@ class DomainParams:
 DOMAIN_PARAMS: dict[str, DomainParams] = {
     "sc": DomainParams("SC4", "E", 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, (60, 120), (60, 120),
                        dt.date(1989, 4, 24)),
-    "st": DomainParams("ST7", "J", 0.78, 2.2, 3.0, 1.7, 1.3, 2.2, 0.6, 0.45, (40, 70), (40, 70),
+    "st": DomainParams("ST7", "J", 0.68, 3.0, 4.0, 1.7, 1.3, 2.6, 0.55, 0.45, (40, 70), (40, 70),
                        dt.date(1994, 7, 18)),
 }
 
@@ -244,14 +244,14 @@ def crop_window(seq: np.ndarray, n_epochs: int) -> tuple[int, int]:
         return int(sum(np.count_nonzero(seq == s) >= 2 for s in range(5))), 0
     onset = int(np.flatnonzero(seq >= 1)[0])
     best = (-1, 0, 0)
-    # Prefer 5-20 min of wake before sleep onset: it keeps the ``wake_margin`` trim meaningful.
+    # Prefer ~25 min of wake before sleep onset (at least 5): enough for the 30-min wake margin.
     for lead in range(min(onset, n_epochs - 1), -1, -1):
         start = onset - lead
         if start + n_epochs > seq.size:
             continue
         w = seq[start:start + n_epochs]
         score = int(sum(np.count_nonzero(w == s) >= 2 for s in range(5)))
-        pref = -abs(lead - 20) if lead >= 10 else -100 + lead
+        pref = -abs(lead - 50) if lead >= 10 else -100 + lead
         if (score, pref) > best[:2]:
             best = (score, pref, start)
     return best[0], best[2]
@@ -387,6 +387,12 @@ def _mixture(seq: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.
     onehot[w, W_REL] = 1.0 - act[w]
     for code, state in ((1, S_N1), (2, S_N2), (3, S_N3), (4, S_REM)):
         onehot[seq == code, state] = 1.0
+    # N1 is a transitional state: each N1 epoch keeps part of the wake, N2 or REM it sits between.
+    n1 = np.flatnonzero(seq == 1)
+    share = rng.uniform(0.0, 0.5, n1.size)
+    other = rng.choice([W_REL, S_N2, S_REM], size=n1.size, p=[0.5, 0.3, 0.2])
+    onehot[n1, S_N1] = 1.0 - share
+    onehot[n1, other] = share
     frames = np.repeat(onehot, FRAMES_PER_EPOCH, axis=0)
     frames = np.concatenate([frames, frames[-1:]])  # frame centres 0, HOP, ..., n*EPOCH
     sigma = rng.uniform(4.0, 8.0)  # frames of 2 s: 8-16 s blur across stage changes
@@ -609,7 +615,7 @@ def score_hypnogram(seq: np.ndarray, latent: dict[str, np.ndarray], rng: np.rand
                 out[k] = other[int(rng.integers(len(other)))]
                 continue
         r = rng.random()
-        if s == 1 and r < 0.32 * bias:
+        if s == 1 and r < 0.42 * bias:
             out[k] = rng.choice([0, 2, 4], p=[0.4, 0.45, 0.15])
         elif s == 2 and r < 0.06 * bias:
             out[k] = rng.choice([1, 3, 4], p=[0.45, 0.35, 0.2])
