@@ -329,6 +329,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.max_escalated <= 1.0:
         raise SleepEdgeError(f"--max-escalated must be within [0, 1], got {args.max_escalated}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise SleepEdgeError(f"--threshold must be within [0, 1], got {args.threshold}")
     r = bench_accuracy(args.cache, args.models, args.out, test_subjects=args.test_subjects,
                        max_escalated=args.max_escalated, threshold=args.threshold, with_yasa=not args.no_yasa,
                        ablation_passes=args.ablation_passes)

@@ -27,6 +27,9 @@ from host_tools.errors import SleepEdgeError
 REFERENCE_FILE = "reference_vectors.npz"
 #: Reference vectors saved for the firmware tests (a few, kept small in git).
 N_REFERENCE: int = 8
+#: A threshold that never escalates: the largest of 5 probabilities is at least 0.2, so any
+#: confidence the int8 model can produce lies above it (the header rejects 0).
+NEVER_ESCALATE: float = 0.05
 
 
 def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -69,8 +72,9 @@ def export(
     tflite, out = Path(tflite), Path(out)
     if not tflite.is_file():
         raise SleepEdgeError(f"{tflite}: no such .tflite file")
-    if not 0.0 <= threshold <= 1.0:
-        raise SleepEdgeError(f"--threshold must be within [0, 1], got {threshold}")
+    if not 0.0 < threshold <= 1.0:
+        raise SleepEdgeError(f"--threshold must be within (0, 1], got {threshold} "
+                             f"(any value <= {NEVER_ESCALATE} never escalates)")
     data = tflite.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise SleepEdgeError(f"{tflite}: not a TFLite flatbuffer (no TFL3 identifier)")
@@ -88,7 +92,9 @@ def export(
     except ModuleNotFoundError as exc:
         raise SleepEdgeError("host_tools.c_export is not available in this build: cannot write C arrays") from exc
     c_dir = Path(c_out) if c_out is not None else out
-    c_export.export_model(dest, c_dir, threshold=float(threshold), name=name)
+    c_result = c_export.export_model(dest, c_dir, threshold=float(threshold), name=name)
+    c_figures = {k: getattr(c_result, k) for k in ("arena_bytes", "macs", "hash_u32", "model_bytes")
+                 if hasattr(c_result, k)}
     header_path = codegen.write_constants_header(header) if header else codegen.write_constants_header()
 
     x, source = check_epochs(cache, n_check, seed)
@@ -126,7 +132,7 @@ def export(
         "tflite": str(dest), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "name": name, "threshold": float(threshold), "ops": ops, "io": io,
         "tflm_vs_tflite": agreement, "reference_vectors": str(out / REFERENCE_FILE),
-        "c_out": str(c_dir), "header": str(header_path),
+        "c_out": str(c_dir), "c_export": c_figures, "header": str(header_path),
     }
     (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -181,7 +181,11 @@ def stage_export(p: Paths, s: Settings) -> None:
     from host_tools import models
     from host_tools.export import export
 
-    threshold = json.loads((p.train / "threshold.json").read_text())["recommended"]["threshold"]
+    from host_tools.export import NEVER_ESCALATE
+
+    # A recommended 0 means "never escalate"; the header wants a positive value with that effect.
+    threshold = max(json.loads((p.train / "threshold.json").read_text())["recommended"]["threshold"],
+                    NEVER_ESCALATE)
     edge = p.models / "edge"
     if edge.exists():
         shutil.rmtree(edge)
@@ -250,7 +254,9 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
         "edge_int8": _abc(sc["edge_int8"]) | {
             "tflite_bytes": exp["bytes"], "sha256": exp["sha256"], "params": comp["n_params"],
             "kernel_sparsity": round(comp["sparsity"]["overall_kernel_sparsity"], 4), "ops": comp["ops"],
-            "tflm_vs_tflite_bit_exact": exp["tflm_vs_tflite"]["bit_exact_fraction"]},
+            "tflm_vs_tflite_bit_exact": exp["tflm_vs_tflite"]["bit_exact_fraction"],
+            "arena_bytes": exp.get("c_export", {}).get("arena_bytes"),
+            "macs": exp.get("c_export", {}).get("macs")},
         "hybrid": _abc(sc["hybrid"]) | {"escalated_fraction": round(sc["hybrid"]["escalated_fraction"], 4),
                                         "threshold": sc["hybrid"]["threshold"],
                                         "threshold_chosen_on": thr["chosen_on"]},
@@ -325,7 +331,8 @@ def model_card(m: dict[str, Any], command: str) -> str:
         f"- `edge/`: distilled edge CNN, {e['params']} parameters, {e['kernel_sparsity']:.0%} of kernel weights "
         f"pruned to zero, full int8 (`model.tflite`, {e['tflite_bytes']} bytes, sha256 `{e['sha256'][:16]}`); "
         f"ops {', '.join(e['ops'])}.",
-        f"  MACs per epoch {budget.get('macs', '?')}, estimated arena {budget.get('arena_bytes_est', '?')} bytes. "
+        f"  MACs per epoch {e.get('macs') or budget.get('macs', '?')}, tensor arena of the native engine "
+        f"{e.get('arena_bytes') or '?'} bytes (Keras estimate {budget.get('arena_bytes_est', '?')}). "
         f"TFLite Micro reproduces the TFLite interpreter bit-exactly on {e['tflm_vs_tflite_bit_exact']:.1%} "
         "of checked epochs (`edge/export.json`).",
         "- `edge/float.keras`: the edge model before pruning/quantization; `edge/reference_vectors.npz`: "

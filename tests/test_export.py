@@ -61,7 +61,11 @@ def test_export_end_to_end(int8_tflite, tiny_cache, tmp_path, c_export_calls, ca
     assert (out / "model.tflite").read_bytes() == int8_tflite.read_bytes()
     assert header.read_text() == codegen.constants_header()
     if c_export_calls is None:
-        assert "SE_MODEL_CONFIDENCE_THRESHOLD" in (out / "model_data.h").read_text()
+        text = (out / "model_data.h").read_text()
+        assert f"SE_MODEL_CONFIDENCE_THRESHOLD {codegen.c_float(0.55)}" in text
+        assert (out / "model_data.c").is_file() and (out / "model_plan.c").is_file()
+        figures = json.loads((out / "export.json").read_text())["c_export"]
+        assert figures["arena_bytes"] > 0 and figures["macs"] > 0
     else:
         assert c_export_calls == [{"tflite": out / "model.tflite", "out": out, "threshold": 0.55, "name": "edge"}]
 
@@ -107,3 +111,5 @@ def test_bad_inputs(int8_tflite, tmp_path, c_export_calls, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "threshold" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "model.tflite").exists()
+    with pytest.raises(SleepEdgeError, match="never escalates"):
+        export(int8_tflite, tmp_path / "o", threshold=0.0, header=tmp_path / "h.h")

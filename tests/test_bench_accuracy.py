@@ -1,0 +1,139 @@
+"""The `make train` pipeline in quick mode, end to end, and `sleepedge bench accuracy` on its output."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from host_tools import bench_accuracy as B
+from host_tools import pipeline
+from host_tools.cli import main
+
+
+def _c_export_stub(out_dir, *, threshold, name, tflite_path=None):  # pragma: no cover - stand-in
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model_data.h").write_text(f"/* stand-in: threshold {threshold} */\n")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """`python -m host_tools.pipeline --quick --out DIR`, in process. Until the engine's
+    host_tools.c_export lands, a stand-in writes a placeholder header for it."""
+    mp = pytest.MonkeyPatch()
+    if importlib.util.find_spec("host_tools.c_export") is None:
+        stub = types.ModuleType("host_tools.c_export")
+        stub.export_model = lambda tflite_path, out_dir, *, threshold, name: _c_export_stub(
+            out_dir, threshold=threshold, name=name)
+        mp.setitem(sys.modules, "host_tools.c_export", stub)
+    out = tmp_path_factory.mktemp("quick")
+    try:
+        assert pipeline.main(["--quick", "--out", str(out)]) == 0
+    finally:
+        mp.undo()
+    return out
+
+
+def test_quick_pipeline_outputs(quick_run):
+    from host_tools import prepare
+    from host_tools.predict import predict_epochs_int8
+
+    models, work = quick_run / "models", quick_run / "work"
+    m = json.loads((models / "metrics.json").read_text())
+    for key in ("source", "edge_float", "edge_int8", "hybrid"):
+        assert {"acc", "mf1", "kappa"} <= set(m[key]), key
+    assert {"acc", "escalated_fraction", "threshold"} <= set(m["hybrid"])
+    assert m["transfer"]["finetune"] and m["synthetic"] is True
+    assert m["corpus"].startswith("SYNTHETIC")
+    card = (models / "MODEL_CARD.md").read_text()
+    assert "SYNTHETIC" in card and "python -m host_tools.pipeline --quick" in card
+
+    # Held-out subjects were never trained on, by the source or the distilled edge model.
+    test = set(m["test_subjects"])
+    src_split = json.loads((models / "source" / "model.json").read_text())["split"]
+    edge_split = json.loads((work / "train" / "edge" / "model.json").read_text())["split"]
+    assert test == set(src_split["test"])
+    for split in (src_split, edge_split):
+        assert not test & (set(split["train"]) | set(split.get("val", [])))
+
+    # The exported threshold is the one chosen on validation subjects, and the hybrid used it.
+    chosen = json.loads((work / "train" / "threshold.json").read_text())
+    exported = json.loads((models / "edge" / "export.json").read_text())
+    assert chosen["subjects"] == src_split["val"]
+    assert exported["threshold"] == max(chosen["recommended"]["threshold"], 0.05) == m["hybrid"]["threshold"]
+
+    # edge_int8 accuracy is what TFLite Micro gives on the held-out nights.
+    index = prepare.load_index(work / "cache" / "sc")
+    ids = [n["id"] for n in index["nights"] if n["subject"] in test]
+    x, y, _, _ = prepare.load_epochs(work / "cache" / "sc", ids)
+    _, stages, _ = predict_epochs_int8(models / "edge", x)
+    assert m["edge_int8"]["acc"] == pytest.approx(float((stages == y).mean()), abs=1e-4)
+
+    reports = quick_run / "reports" / "bench-accuracy"
+    for name in ("escalation.png", "confusion_edge_int8.png", "confusion_hybrid.png", "README.md"):
+        assert (reports / name).stat().st_size > 0, name
+    assert sum(f.stat().st_size for f in models.rglob("*") if f.is_file()) < 10_000_000
+
+
+def test_quick_pipeline_resumes(quick_run, capsys):
+    card = quick_run / "models" / "MODEL_CARD.md"
+    before = card.stat().st_mtime_ns
+    assert pipeline.main(["--quick", "--out", str(quick_run)]) == 0
+    assert json.loads((quick_run / "work" / "timings.json").read_text()) == {}
+    assert card.stat().st_mtime_ns == before
+    assert capsys.readouterr().err.count("skipped") == len(pipeline.plan(
+        pipeline.Paths(quick_run, quick_run, quick_run), pipeline.quick_settings(), ""))
+
+
+def test_bench_cli_with_yasa_and_threshold_zero(quick_run, tmp_path):
+    """Threshold 0 never escalates, so the hybrid must equal the int8 edge model exactly."""
+    out = tmp_path / "bench"
+    rc = main(["bench", "accuracy", "--cache", str(quick_run / "work" / "cache" / "sc"),
+               "--models", str(quick_run / "models"), "--out", str(out), "--threshold", "0",
+               "--ablation-passes", "0"])
+    assert rc == 0
+    r = json.loads((out / "bench-accuracy.json").read_text())
+    s = r["scores"]
+    assert s["hybrid"]["escalated_fraction"] == 0.0
+    assert s["hybrid"]["confusion"] == s["edge_int8"]["confusion"]
+    assert 0.0 <= s["yasa"]["acc"] <= 1.0 and sum(map(sum, s["yasa"]["confusion"])) == r["n_epochs"]
+    assert "SYNTHETIC" in (out / "README.md").read_text()
+    curve = json.loads((out / "escalation.json").read_text())["curve"]
+    assert [p["escalated_fraction"] for p in curve] == sorted(p["escalated_fraction"] for p in curve)
+
+
+def test_corpus_label_checks_hashes(tiny_corpus, tiny_cache, tmp_path):
+    from host_tools import prepare
+
+    index = prepare.load_index(tiny_cache)
+    ids = [index["nights"][0]["id"]]
+    psg = tiny_corpus / f"{ids[0]}-PSG.edf"
+    sums = tmp_path / "SHA256SUMS.txt"
+    sums.write_text("0" * 64 + "  other.edf\n")
+    assert B.corpus_label(tiny_cache, index, ids, sums).startswith("SYNTHETIC")
+    sums.write_text(hashlib.sha256(psg.read_bytes()).hexdigest() + f"  {psg.name}\n")
+    assert B.corpus_label(tiny_cache, index, ids, sums).startswith("Sleep-EDF")
+    moved = {**index, "nights": [{**n, "psg": str(tmp_path / "gone.edf")} for n in index["nights"]]}
+    assert B.corpus_label(tiny_cache, moved, ids, sums).startswith("UNVERIFIED")
+
+
+def test_bad_inputs(tiny_cache, tmp_path, capsys):
+    cases = [
+        (["--cache", str(tiny_cache), "--models", str(tmp_path)], "source/"),
+        (["--cache", str(tmp_path), "--models", str(tmp_path)], "index.json"),
+        (["--cache", str(tiny_cache), "--models", str(tmp_path), "--max-escalated", "2"], "max-escalated"),
+        (["--cache", str(tiny_cache), "--models", str(tmp_path), "--threshold", "-1"], "threshold"),
+        (["--cache", str(tiny_cache), "--models", str(tmp_path), "--test-subjects", "SC499"], "SC499"),
+    ]
+    for args, message in cases:
+        rc = main(["bench", "accuracy", *args, "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "Traceback" not in err, (args, err)
+    with pytest.raises(SystemExit):
+        pipeline.main(["--quick"])  # quick mode must not overwrite models/
+    assert np.isfinite(pipeline.quick_settings().max_escalated)
