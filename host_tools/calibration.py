@@ -401,7 +401,9 @@ def write_figures(summary: dict[str, Any], real: dict[str, Any], out: Path) -> l
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patches
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -442,7 +444,9 @@ def write_figures(summary: dict[str, Any], real: dict[str, Any], out: Path) -> l
             ax.loglog(centers, r, "--", color=colors[st], alpha=0.7)
             ax.loglog(centers, g, "-o", color=colors[st], label=st)
         ax.set_title(f"{ch}: median band PSD (solid synthetic, dashed real)")
-        ax.set_xlabel("band centre (Hz)")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(centers, [b.split()[0] for b in WELCH_BANDS])
+        ax.set_xlabel("band (geometric centre, log scale)")
         ax.set_ylabel("uV^2/Hz")
         ax.legend()
     fig.tight_layout()

@@ -177,6 +177,8 @@ def load_real_sequences(folder: Path | None = None) -> dict[str, list[np.ndarray
             ann = mne.read_annotations(f)
         except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
             raise SleepEdgeError(f"{f}: not a readable EDF+ hypnogram ({exc})") from exc
+        if len(ann) == 0:
+            raise SleepEdgeError(f"{f}: no sleep stage annotations (not an EDF+ hypnogram?)")
         n = int(round(max(o + d for o, d in zip(ann.onset, ann.duration)) / C.EPOCH_S))
         codes = np.full(n, -9, dtype=np.int8)  # -9 = unscored
         for onset, dur, desc in zip(ann.onset, ann.duration, ann.description):
