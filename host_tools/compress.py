@@ -190,8 +190,13 @@ def clip_input(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), C.EPOCH_SAMPLES, 1)
 
 
-def split_cache(cache: Path, test_subjects: list[str] | None = None) -> dict[str, Any]:
+def split_cache(
+    cache: Path, test_subjects: list[str] | None = None, train_subjects: list[str] | None = None
+) -> dict[str, Any]:
     """Training / held-out epochs of a prepared cache.
+
+    Training subjects default to every subject not held out; the pipeline passes the source
+    model's training side so the validation subjects (used to pick the threshold) stay unseen.
 
     Held-out subjects default to fold 0 of ``prepare.subject_folds``, the test fold that
     ``train_source`` / ``distil`` also hold out (docs/training.md).
@@ -210,7 +215,14 @@ def split_cache(cache: Path, test_subjects: list[str] | None = None) -> dict[str
     known = {n["subject"] for n in index["nights"]}
     if not test_set <= known:
         raise SleepEdgeError(f"{cache}: unknown test subjects {sorted(test_set - known)}")
-    train_ids = [n["id"] for n in index["nights"] if n["subject"] not in test_set]
+    if train_subjects is not None:
+        train_set = set(train_subjects)
+        if train_set & test_set or not train_set <= known:
+            raise SleepEdgeError(f"{cache}: training subjects must be known and disjoint from the held-out ones "
+                                 f"(overlap {sorted(train_set & test_set)}, unknown {sorted(train_set - known)})")
+    else:
+        train_set = known - test_set
+    train_ids = [n["id"] for n in index["nights"] if n["subject"] in train_set]
     test_ids = [n["id"] for n in index["nights"] if n["subject"] in test_set]
     if not train_ids or not test_ids:
         raise SleepEdgeError(f"{cache}: need training and held-out nights, got {len(train_ids)} and {len(test_ids)}")
@@ -475,7 +487,8 @@ def sparsity_report(model: Any) -> dict[str, Any]:
 
 def compress(
     model_path: Path, cache: Path, out: Path, *, sparsity: float = 0.5, qat: bool = False,
-    epochs: int = 3, test_subjects: list[str] | None = None, seed: int = 0, progress: bool = True,
+    epochs: int = 3, test_subjects: list[str] | None = None, train_subjects: list[str] | None = None,
+    seed: int = 0, progress: bool = True,
 ) -> dict[str, Any]:
     """Prune, optionally QAT, and int8-quantize an edge model; write artifacts and a report.
 
@@ -496,12 +509,13 @@ def compress(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    data = split_cache(cache, test_subjects)
+    data = split_cache(cache, test_subjects, train_subjects)
     model = load_tf_keras(model_path)
     _check_io(model, model_path)
     steps = ["float", "prune"] + (["qat"] if qat else []) + ["int8", "score"]
     report: dict[str, Any] = {"model": str(model_path), "cache": str(cache), "sparsity_target": sparsity,
-                              "qat": qat, "test_subjects": data["test_subjects"]}
+                              "qat": qat, "test_subjects": data["test_subjects"],
+                              "train_nights": data["train_nights"]}
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("compress", total=len(steps))
         x_te = clip_input(data["x_test"])
@@ -558,12 +572,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="pruning fine-tune passes (default: %(default)s)")
     parser.add_argument("--test-subjects", nargs="+", default=None,
                         help="held-out subject ids (default: fold 0 of the cache index)")
+    parser.add_argument("--train-subjects", nargs="+", default=None,
+                        help="fine-tune on these subjects only (default: all not held out)")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     report = compress(args.model, args.cache, args.out, sparsity=args.sparsity, qat=args.qat,
-                      epochs=args.epochs, test_subjects=args.test_subjects, seed=args.seed)
+                      epochs=args.epochs, test_subjects=args.test_subjects,
+                      train_subjects=args.train_subjects, seed=args.seed)
     print(f"held-out subjects {', '.join(report['test_subjects'])} ({report['n_test_epochs']} epochs), "
           f"corpus in {args.cache}")
     print(format_table(report))

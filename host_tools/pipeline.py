@@ -152,8 +152,11 @@ def _split(p: Paths) -> dict[str, list[str]]:
 def stage_compress(p: Paths, s: Settings) -> None:
     from host_tools.compress import compress
 
+    split = _split(p)
+    # Fine-tune on the training side only: validation subjects pick the threshold next.
     compress(p.train / "edge" / "model.keras", p.cache_sc, p.train / "compress", sparsity=s.sparsity, qat=s.qat,
-             epochs=s.compress_epochs, test_subjects=_split(p)["test"], seed=s.seed, progress=False)
+             epochs=s.compress_epochs, test_subjects=split["test"], train_subjects=split["train"],
+             seed=s.seed, progress=False)
 
 
 def stage_threshold(p: Paths, s: Settings) -> None:

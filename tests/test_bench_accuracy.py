@@ -60,6 +60,9 @@ def test_quick_pipeline_outputs(quick_run):
     assert test == set(src_split["test"])
     for split in (src_split, edge_split):
         assert not test & (set(split["train"]) | set(split.get("val", [])))
+    # Pruning fine-tuned on the training side only (validation subjects choose the threshold).
+    comp = json.loads((models / "edge" / "compress.json").read_text())
+    assert {n[:5] for n in comp["train_nights"]} == set(src_split["train"])
 
     # The exported threshold is the one chosen on validation subjects, and the hybrid used it.
     chosen = json.loads((work / "train" / "threshold.json").read_text())

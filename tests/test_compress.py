@@ -146,6 +146,13 @@ def test_bad_inputs(tmp_path, tiny_cache, edge_model_dir, capsys):
         cp.split_cache(tmp_path)
     with pytest.raises(SleepEdgeError, match="unknown test subjects"):
         cp.split_cache(tiny_cache, ["SC499"])
+    from host_tools import prepare
+
+    subjects = sorted({n["subject"] for n in prepare.load_index(tiny_cache)["nights"]})
+    with pytest.raises(SleepEdgeError, match="disjoint"):
+        cp.split_cache(tiny_cache, subjects[:1], subjects[:2])
+    only = cp.split_cache(tiny_cache, subjects[:1], subjects[1:2])
+    assert {n[:5] for n in only["train_nights"]} == {subjects[1]}
     rc = main(["compress", "--model", str(edge_model_dir), "--cache", str(tiny_cache),
                "--out", str(tmp_path / "o"), "--sparsity", "1.5", "--epochs", "1"])
     err = capsys.readouterr().err
