@@ -40,12 +40,15 @@ def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray,
     """
     rng = np.random.default_rng(seed)
     if cache is not None:
-        from host_tools.compress import split_cache
+        from host_tools import datasets, prepare
 
-        data = split_cache(cache)
-        x = data["x_test"]
+        index = datasets.load_index_checked(cache)
+        tests = prepare.subject_folds(index)[0][1]
+        x, _, _, _ = prepare.load_epochs(cache, datasets.night_ids_for(index, tests))  # held-out only
+        if len(x) == 0:
+            raise SleepEdgeError(f"{cache}: the held-out subjects have no epochs")
         pick = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
-        return x[pick], f"{cache} held-out subjects {', '.join(data['test_subjects'])}"
+        return x[pick], f"{cache} held-out subjects {', '.join(tests)}"
     from host_tools import filters
 
     noise = rng.standard_normal(n * C.EPOCH_SAMPLES) * 40.0
