@@ -611,7 +611,7 @@ def score_hypnogram(seq: np.ndarray, latent: dict[str, np.ndarray], rng: np.rand
             continue
         prev = int(seq[k - 1]) if k > 0 else s
         nxt = int(seq[k + 1]) if k + 1 < n else s
-        if (prev != s or nxt != s) and u[k] < 0.3 * bias:
+        if (prev != s or nxt != s) and u[k] < 0.35 * bias:
             other = [x for x in (prev, nxt) if x != s and x != MOVEMENT]
             if other:
                 out[k] = other[int(rng.integers(len(other)))]
@@ -619,7 +619,7 @@ def score_hypnogram(seq: np.ndarray, latent: dict[str, np.ndarray], rng: np.rand
         r = rng.random()
         if s == 1 and r < 0.42 * bias:
             out[k] = rng.choice([0, 2, 4], p=[0.4, 0.45, 0.15])
-        elif s == 2 and r < 0.06 * bias:
+        elif s == 2 and r < 0.08 * bias:
             out[k] = rng.choice([1, 3, 4], p=[0.45, 0.35, 0.2])
         elif s == 3 and latent["sws_depth"][k] < -0.45 and r < 0.7:
             out[k] = 2
