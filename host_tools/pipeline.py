@@ -336,8 +336,9 @@ def model_card(m: dict[str, Any], command: str) -> str:
         f"ops {', '.join(e['ops'])}.",
         f"  MACs per epoch {e.get('macs') or budget.get('macs', '?')}, tensor arena of the native engine "
         f"{e.get('arena_bytes') or '?'} bytes (Keras estimate {budget.get('arena_bytes_est', '?')}). "
-        f"TFLite Micro reproduces the TFLite interpreter bit-exactly on {e['tflm_vs_tflite_bit_exact']:.1%} "
-        "of checked epochs (`edge/export.json`).",
+        f"TFLite's reference kernels match TFLite Micro bit for bit on {e['tflm_vs_tflite_bit_exact']:.1%} "
+        "of checked held-out epochs (rare 1-LSB rounding ties; `edge/export.json`). TFLM is the "
+        "reference the firmware reproduces.",
         "- `edge/float.keras`: the edge model before pruning/quantization; `edge/reference_vectors.npz`: "
         "int8 inputs and TFLM outputs the firmware tests must reproduce.", "",
         "## Held-out results", "",
