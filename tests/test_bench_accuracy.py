@@ -140,3 +140,25 @@ def test_bad_inputs(tiny_cache, tmp_path, capsys):
     with pytest.raises(SystemExit):
         pipeline.main(["--quick"])  # quick mode must not overwrite models/
     assert np.isfinite(pipeline.quick_settings().max_escalated)
+
+
+def test_plotting_figures(tmp_path):
+    """The reusable figures render (with unknown-stage gaps and a corpus caption) and check shapes."""
+    import matplotlib.image as mpimg
+
+    from host_tools import evaluation, plotting
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 200)
+    y[50:60] = 255  # incomplete epochs
+    hyp = plotting.hypnogram(tmp_path / "h.png", {"truth": y, "edge": np.roll(y, 1)},
+                             escalated=rng.random(200) < 0.1, note="corpus: SYNTHETIC test")
+    cm = plotting.confusion_matrix(tmp_path / "c.png", np.arange(25).reshape(5, 5), note="SYNTHETIC")
+    curve = [evaluation.CurvePoint(t, t / 2, 0.5 + t / 4, 0.4, 0.3) for t in (0.0, 0.5, 1.0)]
+    esc = plotting.escalation_curve(tmp_path / "e.png", curve, recommended=curve[1], max_escalated=0.2,
+                                    references={"edge": 0.5})
+    for path in (hyp, cm, esc):
+        img = mpimg.imread(path)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0.01
+    with pytest.raises(ValueError, match="5x5"):
+        plotting.confusion_matrix(tmp_path / "bad.png", np.zeros((4, 4)))
