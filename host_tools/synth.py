@@ -11,12 +11,13 @@ How a night is made (docs/synthetic-data.md has the full story and the calibrati
    to 60-120 min and, for the ST domain, turns part of N3 into N2 (temazepam). The result is the
    *generating* sequence.
 2. **Continuous stage mixture.** The one-hot generating sequence is smoothed in time (Gaussian,
-   sigma 10-20 s), so epochs beside a stage change carry features of both stages.
+   sigma 8-16 s), so epochs beside a stage change carry features of both stages; N1 epochs keep
+   part of the neighbouring wake / N2 / REM.
 3. **Background EEG.** Short-time synthesis: every 2 s a 4-s frame of random-phase noise is shaped
    by the mixture-weighted per-stage power spectra (1/f background, theta, alpha at the subject's
    peak, EMG) times slowly wandering log-power fluctuations, and overlap-added (sqrt-Hann windows,
    constant variance).
-4. **Events** at mixture-weighted Poisson rates: spindles, K-complexes, vertex waves, sawtooth
+4. **Events** at mixture-weighted Poisson rates: spindles, K-complexes, slow waves, vertex waves, sawtooth
    waves, blinks, saccades / rapid eye movements, slow eye movements, movement artefacts; plus
    drift, amplifier noise and residual 50 Hz mains.
 5. **Written hypnogram** = generating sequence with human-like scorer disagreement: mostly at
@@ -584,8 +585,8 @@ def synth_night(
         noise = rng.standard_normal(n) * subj.noise_uv * floor
         out[name] = sig + subj.drift_uv * drift * floor + noise + mains
     out["EEG Fpz-Cz"] += subj.eye_leak * eye
-    eog_bg = subj.eeg_leak * (fpz - 0.0)
-    out["EOG horizontal"] = subj.eog_gain * eye + eog_bg + rng.standard_normal(n) * subj.noise_uv * 1.5
+    # The horizontal EOG electrodes also pick up frontal EEG (and its events).
+    out["EOG horizontal"] = subj.eog_gain * eye + subj.eeg_leak * fpz + rng.standard_normal(n) * subj.noise_uv * 1.5
     return out, {"w_active": act, "sws_depth": depth}
 
 
@@ -800,7 +801,7 @@ def generate_corpus(
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")  # no fork of a process that may hold TF / BLAS threads
-        with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init) as pool:
+        with ctx.Pool(min(workers, len(jobs))) as pool:
             for r in pool.imap(_write_night, jobs):
                 results.append(r)
                 if bar:
@@ -808,11 +809,6 @@ def generate_corpus(
     if bar:
         bar.close()
     return [Path(p) for pair in results for p in pair]
-
-
-def _worker_init() -> None:
-    # One BLAS thread per worker: the machines are shared, and results must not depend on threads.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _progress(total: int, desc: str) -> Any:
