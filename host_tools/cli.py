@@ -32,6 +32,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("export",), "host_tools.export", "emit C arrays and headers for the firmware"),
     (("predict",), "host_tools.predict", "host reference of the device: filter + int8 model in TFLM"),
     (("bench", "accuracy"), "host_tools.bench_accuracy", "accuracy, escalation curve and plots"),
+    (("bench", "device"), "host_tools.bench_device", "flash/RAM/instructions of the firmware on the emulated board"),
     (("monitor",), "host_tools.monitor", "stream a recording to the device and watch the hypnogram"),
     (("cloud", "serve"), "host_tools.cloud", "HTTP service running the source model on escalations"),
     (("proxy",), "host_tools.proxy", "bridge a device's escalations to the cloud service"),

@@ -224,8 +224,6 @@ def test_hello_identifies_model_and_constants(stream_log, model_dir):
     assert stream_log["alive"]
 
 
-@pytest.mark.xfail(strict=True, reason="se_app.c boots with SE_DEFAULT_CONFIDENCE_THRESHOLD; se_model.h has no "
-                   "accessor for the exported SE_MODEL_CONFIDENCE_THRESHOLD (interface change requested)")
 def test_hello_threshold_is_the_exported_models(stream_log):
     assert stream_log["hello"].threshold == pytest.approx(float(np.float32(THRESHOLD)), abs=0)
 

@@ -442,7 +442,7 @@ void se_app_init(se_app_t *app, const se_platform_t *platform)
     }
     se_parser_init(&app->parser, app->rx_buf, sizeof app->rx_buf);
     se_filter_reset(&app->filter);
-    app->threshold = SE_DEFAULT_CONFIDENCE_THRESHOLD;
+    app->threshold = se_model_confidence_threshold();
     app->timeout_ms = SE_DEFAULT_ESCALATION_TIMEOUT_MS;
     app->boot_ms = now_ms(app);
 

@@ -45,6 +45,10 @@ int32_t se_model_input_zero_point(void);
 float se_model_output_scale(void);
 int32_t se_model_output_zero_point(void);
 
+/** Escalation threshold exported with the model (SE_MODEL_CONFIDENCE_THRESHOLD): the device
+ * boots with it; CONFIG may change it at run time. */
+float se_model_confidence_threshold(void);
+
 /** Bytes of working memory (tensor arena) the implementation uses; 0 if not applicable. */
 size_t se_model_arena_bytes(void);
 

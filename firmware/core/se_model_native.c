@@ -66,6 +66,11 @@ int32_t se_model_output_zero_point(void)
     return SE_MODEL_OUTPUT_ZERO_POINT;
 }
 
+float se_model_confidence_threshold(void)
+{
+    return SE_MODEL_CONFIDENCE_THRESHOLD;
+}
+
 size_t se_model_arena_bytes(void)
 {
     return sizeof s_arena;

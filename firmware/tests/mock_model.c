@@ -67,4 +67,5 @@ float se_model_input_scale(void) { return g_mock_in_scale; }
 int32_t se_model_input_zero_point(void) { return g_mock_in_zp; }
 float se_model_output_scale(void) { return g_mock_out_scale; }
 int32_t se_model_output_zero_point(void) { return g_mock_out_zp; }
+float se_model_confidence_threshold(void) { return SE_DEFAULT_CONFIDENCE_THRESHOLD; }
 size_t se_model_arena_bytes(void) { return 0; }

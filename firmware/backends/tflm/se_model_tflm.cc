@@ -189,6 +189,11 @@ extern "C" int32_t se_model_output_zero_point(void)
     return SE_MODEL_OUTPUT_ZERO_POINT;
 }
 
+extern "C" float se_model_confidence_threshold(void)
+{
+    return SE_MODEL_CONFIDENCE_THRESHOLD;
+}
+
 extern "C" size_t se_model_arena_bytes(void)
 {
     /* Bytes TFLM actually used once initialised; the reserved size before that. */
