@@ -80,14 +80,7 @@ def test_subject_night(models: Path, out: Path) -> tuple[Path, Path]:
     if psg.is_file() and hyp.is_file():
         return psg, hyp
     _say(f"generating held-out subject {subject}'s night 1 (synthetic, seed {seed}) ...")
-    # Same job generate_corpus builds for this subject: same real hypnogram, same random streams.
-    real = synth.load_real_sequences()
-    keys = sorted(real)
-    order = np.random.default_rng([seed, synth._domain_code(domain), 99991]).permutation(len(keys))
-    own = real[keys[order[number % len(keys)]]]
-    job = synth.NightJob(str(out), domain, seed, number, 1, (own[0],), None)
-    p, h = synth._write_night(job)
-    return Path(p), Path(h)
+    return synth.generate_night(out, number, 1, domain, seed)
 
 
 def write_stream_copy(psg: Path, channel: str, first_epoch: int, n_epochs: int, out: Path

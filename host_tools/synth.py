@@ -724,6 +724,40 @@ def _write_night(job: NightJob) -> tuple[str, str]:
     return str(psg), str(hyp)
 
 
+def _night_job(out: Path, real: dict[str, list[np.ndarray]], domain: str, seed: int, subject: int,
+               night: int, night_minutes: int | None) -> NightJob:
+    """The job for one night: which real hypnogram(s) drive it and its random streams.
+
+    Depends only on (seed, domain, subject, night), so one night of a corpus can be regenerated
+    on its own (:func:`generate_night`) byte for byte.
+    """
+    keys = sorted(real)
+    order = np.random.default_rng([seed, _domain_code(domain), 99991]).permutation(len(keys))
+    own = real[keys[order[subject % len(keys)]]]
+    others = [real[keys[order[(subject + j) % len(keys)]]][0] for j in range(1, len(keys))]
+    mine = own[(night - 1) % len(own)]
+    cands = (mine, *others) if night_minutes is not None else (mine,)
+    return NightJob(str(out), domain, int(seed), subject, night, cands,
+                    None if night_minutes is None else int(night_minutes))
+
+
+def generate_night(out: str | Path, subject: int, night: int, domain: str, seed: int,
+                   night_minutes: int | None = None) -> tuple[Path, Path]:
+    """Write one night exactly as ``generate_corpus(out, ..., domain, seed, night_minutes)`` would.
+
+    Returns
+    -------
+    (Path, Path)
+        The PSG and hypnogram paths.
+    """
+    if domain not in DOMAINS:
+        raise SleepEdgeError(f"domain {domain!r}: must be one of {', '.join(DOMAINS)}")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    psg, hyp = _write_night(_night_job(Path(out), load_real_sequences(), domain, seed, int(subject),
+                                       int(night), night_minutes))
+    return Path(psg), Path(hyp)
+
+
 def generate_corpus(
     out: str | Path,
     n_subjects: int,
@@ -778,17 +812,8 @@ def generate_corpus(
         raise SleepEdgeError(f"{out}: cannot create output folder ({exc.strerror})") from exc
 
     real = load_real_sequences()
-    keys = sorted(real)
-    order = np.random.default_rng([seed, _domain_code(domain), 99991]).permutation(len(keys))
-    jobs = []
-    for i in range(n_subjects):
-        own = real[keys[order[i % len(keys)]]]
-        others = [real[keys[order[(i + j) % len(keys)]]][0] for j in range(1, len(keys))]
-        for night in range(1, nights + 1):
-            mine = own[(night - 1) % len(own)]
-            cands = (mine, *others) if night_minutes is not None else (mine,)
-            jobs.append(NightJob(str(out), domain, int(seed), i, night, cands,
-                                 None if night_minutes is None else int(night_minutes)))
+    jobs = [_night_job(out, real, domain, seed, i, night, night_minutes)
+            for i in range(n_subjects) for night in range(1, nights + 1)]
 
     results: list[tuple[str, str]] = []
     bar = _progress(len(jobs), f"synth {domain} -> {out}") if progress else None

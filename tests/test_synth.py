@@ -91,6 +91,15 @@ def test_same_seed_same_bytes_any_workers(tmp_path: Path) -> None:
     assert da[psg] != dc[psg]
 
 
+def test_one_night_regenerates_byte_for_byte(tmp_path: Path) -> None:
+    """The demo regenerates a held-out subject's night alone: it must be the corpus's night."""
+    corpus, alone = tmp_path / "corpus", tmp_path / "alone"
+    synth.generate_corpus(corpus, 3, 2, "sc", seed=5, night_minutes=40, workers=1)
+    psg, hyp = synth.generate_night(alone, 2, 2, "sc", seed=5, night_minutes=40)
+    whole = _digest(corpus)
+    assert _digest(alone) == {psg.name: whole[psg.name], hyp.name: whole[hyp.name]}
+
+
 def test_whole_night_has_capped_wake_around_sleep(full_night) -> None:
     _, y = full_night
     sleep = np.flatnonzero((y >= 1) & (y <= 4))
