@@ -67,8 +67,8 @@ def test_subject_night(models: Path, out: Path) -> tuple[Path, Path]:
     if not tests:
         raise SleepEdgeError(f"{metrics_path}: no \"test_subjects\" listed")
     subject = str(sorted(tests)[0])
-    corpus = metrics.get("corpus") or {}
-    seed = int(corpus.get("seed", metrics.get("seed", 0)))
+    corpus = metrics.get("synth") or {}
+    seed = int(corpus.get("seed", 0))
     domain = str(corpus.get("domain", "sc"))
     try:
         number = int(subject[-2:])
@@ -80,7 +80,8 @@ def test_subject_night(models: Path, out: Path) -> tuple[Path, Path]:
     if psg.is_file() and hyp.is_file():
         return psg, hyp
     _say(f"generating held-out subject {subject}'s night 1 (synthetic, seed {seed}) ...")
-    return synth.generate_night(out, number, 1, domain, seed)
+    minutes = corpus.get("night_minutes")
+    return synth.generate_night(out, number, 1, domain, seed, None if minutes is None else int(minutes))
 
 
 def write_stream_copy(psg: Path, channel: str, first_epoch: int, n_epochs: int, out: Path

@@ -250,6 +250,9 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
         "corpus": bench["corpus"],
         "synthetic": bench["corpus"].startswith(("SYNTHETIC", "UNVERIFIED")),
         "test_subjects": bench["test_subjects"],
+        # How to regenerate any night of the training corpus (the demo streams a held-out one).
+        "synth": {"domain": "sc", "seed": s.seed, "subjects": s.sc_subjects, "nights": s.nights,
+                  "night_minutes": s.night_minutes},
         "split": _split(p),
         "n_test_epochs": bench["n_epochs"],
         "source": _abc(sc["source_float"]) | {"params": src_meta.get("params"), "macs": src_meta.get("macs")},
