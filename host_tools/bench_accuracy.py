@@ -291,7 +291,7 @@ def bench_accuracy(
 
 def format_markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown page: corpus first, then the table."""
-    lines = [f"# Accuracy benchmark", "", f"**Corpus: {report['corpus']}**", "",
+    lines = ["# Accuracy benchmark", "", f"**Corpus: {report['corpus']}**", "",
              f"Held-out subjects: {', '.join(report['test_subjects'])} ({report['n_epochs']} epochs).", "",
              "| model | acc | macro-F1 | kappa | " + " | ".join(f"F1 {s}" for s in C.STAGES) + " |",
              "|---|---|---|---|" + "---|" * C.N_CLASSES]

@@ -30,7 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

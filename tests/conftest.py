@@ -68,3 +68,34 @@ def tiny_st_cache(tiny_st_corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cache_st")
     prepare_corpus(tiny_st_corpus, out, channel="Fpz-Cz", folds=3)
     return out
+
+
+# --- a random-weight edge CNN exported to C, for firmware tests that need no trained model --------
+
+def export_random_edge_model(out: Path, signal_raw, *, seed: int, threshold: float, name: str) -> Path:
+    """The shipped edge architecture with random weights, full int8, exported to C in ``out``.
+
+    ``signal_raw`` (int16 device samples) is the representative set, filtered and clipped as the
+    device input is.
+    """
+    import numpy as np
+
+    from host_tools import constants as C
+    from host_tools.c_export import export_model
+    from host_tools.compress import convert_int8
+    from host_tools.filters import filter_device
+    from host_tools.models import build_edge_cnn
+
+    rep = filter_device(signal_raw * C.SAMPLE_UV_PER_LSB).reshape(-1, C.EPOCH_SAMPLES)
+    rep = np.clip(rep, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)
+    model = build_edge_cnn(seed=seed)
+    # Untrained, the logits span hundreds and every epoch saturates to one class; scale the
+    # classifier so the logits spread ~1.5 and the int8 outputs (and confidences) vary.
+    logits = model.get_layer("logits")
+    z = type(model)(model.input, logits.output).predict(rep[..., None], verbose=0)
+    w, b = logits.get_weights()
+    scale = 1.5 / max(float(z.std()), 1e-6)
+    logits.set_weights([w * scale, b * scale])
+    (out / "model.tflite").write_bytes(convert_int8(model, rep))
+    export_model(out / "model.tflite", out, threshold=threshold, name=name)
+    return out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from tests.conftest import have_arm_toolchain
+from tests.conftest import export_random_edge_model, have_arm_toolchain
 from tests.fake_device import StandInCloudModel, TcpRelay
 from tests.test_cloud import TOKEN, free_port, serve
 
@@ -37,17 +37,8 @@ def signal_raw() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, signal_raw) -> Path:
-    from host_tools.c_export import export_model
-    from host_tools.compress import convert_int8
-    from host_tools.filters import filter_device
-    from host_tools.models import build_edge_cnn
-
-    out = tmp_path_factory.mktemp("e2e_edge_model")
-    rep = filter_device(signal_raw * C.SAMPLE_UV_PER_LSB).reshape(-1, C.EPOCH_SAMPLES)
-    rep = np.clip(rep, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)
-    (out / "model.tflite").write_bytes(convert_int8(build_edge_cnn(seed=2), rep))
-    export_model(out / "model.tflite", out, threshold=0.6, name="e2e_random")
-    return out
+    return export_random_edge_model(tmp_path_factory.mktemp("e2e_edge_model"), signal_raw, seed=2,
+                                    threshold=0.6, name="e2e_random")
 
 
 @pytest.fixture(scope="module")

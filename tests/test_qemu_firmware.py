@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import struct
 import subprocess
 import threading
 import time
@@ -22,7 +21,7 @@ import pytest
 
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
-from tests.conftest import have_arm_toolchain
+from tests.conftest import export_random_edge_model, have_arm_toolchain
 
 pytestmark = [
     pytest.mark.qemu,
@@ -47,26 +46,8 @@ def signal_raw() -> np.ndarray:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, signal_raw) -> Path:
     """A random-weight edge CNN, full int8, exported to C (model_data.*, model_plan.*)."""
-    from host_tools.c_export import export_model
-    from host_tools.compress import convert_int8
-    from host_tools.filters import filter_device
-    from host_tools.models import build_edge_cnn
-
-    out = tmp_path_factory.mktemp("edge_model")
-    rep = filter_device(signal_raw * C.SAMPLE_UV_PER_LSB).reshape(-1, C.EPOCH_SAMPLES)
-    rep = np.clip(rep, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)
-    model = build_edge_cnn(seed=1)
-    # Untrained, the logits span hundreds and every epoch saturates to one class; scale the
-    # classifier so the logits spread ~1.5 and the int8 outputs (and confidences) vary.
-    logits = model.get_layer("logits")
-    z = type(model)(model.input, logits.output).predict(rep[..., None], verbose=0)
-    w, b = logits.get_weights()
-    scale = 1.5 / max(float(z.std()), 1e-6)
-    logits.set_weights([w * scale, b * scale])
-    tflite = convert_int8(model, rep)
-    (out / "model.tflite").write_bytes(tflite)
-    export_model(out / "model.tflite", out, threshold=THRESHOLD, name="test_random")
-    return out
+    return export_random_edge_model(tmp_path_factory.mktemp("edge_model"), signal_raw, seed=1,
+                                    threshold=THRESHOLD, name="test_random")
 
 
 @pytest.fixture(scope="module")
