@@ -29,7 +29,7 @@ pytestmark = [
 ]
 
 N_EPOCHS = 21
-THRESHOLD = 0.55
+THRESHOLD = 0.65  # not the firmware default (0.60): HELLO must report the exported one
 
 
 # --- fixtures ------------------------------------------------------------------------------------
