@@ -194,7 +194,7 @@ def train_source(
     cache: str | Path, out: str | Path, *, passes: int = 10, steps_per_pass: int = 40,
     batch: int = 256, strategy: str = "default", filtered: bool = True, val_fold: int = 0,
     patience: int = 3, wake_keep: float = 1.0, lr: float = 1e-3, val_max: int = 3000,
-    seed: int = 0, verbose: int = 1,
+    seed: int = 0, verbose: int = 1, init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the source CNN and write ``out/model.keras``, ``model.json``, ``metrics.json``,
     ``history.json``.
@@ -223,6 +223,9 @@ def train_source(
     seed : int
     verbose : int
         Keras progress bars (1) or silence (0).
+    init : path, optional
+        A saved source model to continue training from (same architecture) instead of random
+        weights: more passes without starting over.
 
     Returns
     -------
@@ -254,6 +257,13 @@ def train_source(
     keras().utils.set_random_seed(seed)
     with strat.scope():
         model = build_source_cnn(seed=seed)
+        if init is not None:
+            from host_tools.models import load_keras_model
+
+            start = load_keras_model(init)  # a folder or a .keras file
+            if [w.shape for w in start.get_weights()] != [w.shape for w in model.get_weights()]:
+                raise SleepEdgeError(f"{init}: not a source CNN of this architecture (--init)")
+            model.set_weights(start.get_weights())
     if verbose:
         print(f"source CNN: {model.count_params():,} parameters")
     stopper = best_on_validation(x_va, y_va, patience, verbose)
@@ -322,6 +332,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-max", type=int, default=3000,
                         help="validation epochs scored per pass, a fixed random subset (default 3000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="continue from this saved source model instead of random weights")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -329,5 +341,6 @@ def run(args: argparse.Namespace) -> int:
     train_source(args.cache, args.out, passes=args.passes, steps_per_pass=args.steps_per_pass,
                  batch=args.batch, strategy=args.strategy, filtered=not args.no_filter,
                  val_fold=args.val_fold, patience=args.patience, wake_keep=args.wake_keep,
-                 lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1)
+                 lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1,
+                 init=args.init)
     return 0
