@@ -50,8 +50,17 @@ class Settings:
     source_passes: int = 10
     source_steps: int = 40
     source_batch: int = 256
+    # Second phase: continue from the first at half the learning rate. After 10 passes the
+    # source CNN was still improving and scored below the distilled edge model, which left the
+    # cloud nothing to add; 20 more passes (~20 min) make it the stronger model.
+    source_continue_passes: int = 20
+    source_continue_lr: float = 5e-4
     transfer_ks: tuple[int, ...] = (1, 2, 4, 8)
-    transfer_steps: int = 60
+    # With one or two target nights, updating conv layers overfits (k=1 fell below no
+    # adaptation); freezing every conv and nudging the dense head at a low rate wins.
+    transfer_steps: int = 30
+    transfer_lr: float = 1e-4
+    transfer_frozen_conv: int = 10
     distil_passes: int = 20
     distil_steps: int | None = None
     distil_batch: int = 256
@@ -67,6 +76,7 @@ class Settings:
 def quick_settings() -> Settings:
     """A tiny corpus and token budgets: the whole chain in a few minutes (tests, smoke runs)."""
     return Settings(sc_subjects=5, st_subjects=3, night_minutes=60, source_passes=1, source_steps=3,
+                    source_continue_passes=1,
                     source_batch=32, transfer_ks=(1,), transfer_steps=3, distil_passes=1, distil_steps=4,
                     distil_batch=64, compress_epochs=1, yasa=False, ablation_passes=1)
 
@@ -124,14 +134,19 @@ def stage_prepare(p: Paths, s: Settings, domain: str) -> None:
 
 def stage_source(p: Paths, s: Settings) -> None:
     train = _need("host_tools.train")
-    train.train_source(p.cache_sc, p.train / "source", passes=s.source_passes, steps_per_pass=s.source_steps,
+    first = p.train / "source-phase1"
+    train.train_source(p.cache_sc, first, passes=s.source_passes, steps_per_pass=s.source_steps,
                        batch=s.source_batch, val_fold=0, seed=s.seed, verbose=0)
+    train.train_source(p.cache_sc, p.train / "source", passes=s.source_continue_passes,
+                       steps_per_pass=s.source_steps, batch=s.source_batch, val_fold=0, seed=s.seed + 1,
+                       lr=s.source_continue_lr, patience=4, init=first, verbose=0)
 
 
 def stage_transfer(p: Paths, s: Settings) -> None:
     transfer = _need("host_tools.transfer")
     transfer.finetune_curve(p.train / "source", p.cache_st, p.train / "transfer", ks=s.transfer_ks,
-                            steps=s.transfer_steps, seed=s.seed, verbose=0)
+                            steps=s.transfer_steps, lr=s.transfer_lr, n_frozen_conv=s.transfer_frozen_conv,
+                            seed=s.seed, verbose=0)
 
 
 def stage_distil(p: Paths, s: Settings) -> None:
