@@ -13,6 +13,7 @@ EPOCHS    ?=
 OUT       ?= reports/demo
 EDF       ?=
 HYPNO     ?=
+THRESHOLD ?=
 PYTEST_ARGS ?=
 
 .PHONY: help setup apt venv test demo train bench bench-accuracy bench-device firmware flash headers clean
@@ -62,7 +63,7 @@ flash: setup
 	$(MAKE) -C firmware flash BOARD=$(BOARD) PORT=$(PORT)
 
 demo: setup firmware
-	$(PY) -m host_tools.demo --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO))
+	$(PY) -m host_tools.demo --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
 train: setup
 	$(PY) -m host_tools.pipeline

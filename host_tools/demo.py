@@ -148,7 +148,8 @@ class CloudProcess:
 
 
 def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypno: Path | None = None,
-             models: Path = REPO_ROOT / "models", channel: str = "Fpz-Cz", plain: bool | None = None) -> dict[str, Any]:
+             models: Path = REPO_ROOT / "models", channel: str = "Fpz-Cz", plain: bool | None = None,
+             threshold: float | None = None) -> dict[str, Any]:
     """Run the demo; returns the summary (also written to ``out/summary.json``)."""
     from host_tools.device import QemuDevice, build_firmware
     from host_tools.live_view import LiveView
@@ -193,7 +194,8 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
         with QemuDevice(elf, timeout_s=3600) as dev:
             _say(f"emulated board booted, serial on {dev.url}")
             opts = MonitorOptions(port=dev.url, signal=signal, cloud=cloud.url, token=token, expert=expert,
-                                  title=f"SleepEdge demo: {copy.name}", device_id="qemu-netduinoplus2")
+                                  title=f"SleepEdge demo: {copy.name}", device_id="qemu-netduinoplus2",
+                                  threshold=threshold)
             rows, summary = run_monitor(opts, LiveView(plain=plain))
     finally:
         cloud.stop()
@@ -218,12 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hypno", type=Path, default=None, help="its hypnogram")
     parser.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="models folder (default: models)")
     parser.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="escalation threshold sent to the device (default: the one exported with the model)")
     args = parser.parse_args(argv)
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        print("demo: error: --threshold must be in (0, 1]", file=sys.stderr)
+        return 2
     if args.epochs is not None and args.epochs < 1:
         print("demo: error: --epochs must be >= 1", file=sys.stderr)
         return 2
     try:
-        run_demo(args.out, args.epochs, args.edf, args.hypno, args.models, plain=True if args.plain else None)
+        run_demo(args.out, args.epochs, args.edf, args.hypno, args.models, plain=True if args.plain else None,
+                 threshold=args.threshold)
     except SleepEdgeError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
