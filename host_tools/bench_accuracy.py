@@ -1,7 +1,8 @@
 """``sleepedge bench accuracy``: how well each model stages the held-out subjects of a corpus.
 
-For the source (cloud) model in float, the edge model in float and in int8 (TFLite Micro, the
-device's arithmetic), and the edge+cloud hybrid: accuracy, macro-F1, Cohen's kappa, per-class F1
+For the source CNN in float, the cloud model (source CNN + the device's recent outputs, when
+``models/cloud`` exists), the edge model in float and in int8 (TFLite Micro, the device's
+arithmetic), and the edge+cloud hybrid: accuracy, macro-F1, Cohen's kappa, per-class F1
 and confusion matrices; the escalation curve and the recommended threshold
 (:func:`host_tools.evaluation.recommend_threshold`); YASA's pretrained staging on the same
 recordings as an outside reference; and the effect of the Butterworth filter (the edge
@@ -54,7 +55,9 @@ def corpus_label(cache: Path, index: dict[str, Any], night_ids: list[str], sums:
         known = {line.split()[0] for line in sums.read_text().splitlines() if line.strip()}
     by_id = {n["id"]: n for n in index["nights"]}
     psgs = [Path(by_id[i]["psg"]) for i in night_ids if by_id.get(i, {}).get("psg")]
-    where = f"cache {cache} ({len(night_ids)} held-out nights)"
+    from host_tools import shown_path
+
+    where = f"cache {shown_path(cache)} ({len(night_ids)} held-out nights)"
     if not psgs or not all(p.is_file() for p in psgs):
         return f"UNVERIFIED corpus, PSG files not found: {where}; treat as synthetic"
     if known and all(_sha256(p) in known for p in psgs):
@@ -196,14 +199,17 @@ def bench_accuracy(
     train_ids = [str(n["id"]) for n in index["nights"] if str(n["subject"]) not in set(tests)]
     edge_dir = models_dir / "edge"
     if not (models_dir / "source").is_dir() or not (edge_dir / "model.tflite").is_file():
-        raise SleepEdgeError(f"{models_dir}: needs source/ (cloud model) and edge/model.tflite; run `make train`")
+        raise SleepEdgeError(f"{models_dir}: needs source/ (source CNN) and edge/model.tflite; run `make train`")
     out.mkdir(parents=True, exist_ok=True)
     corpus = corpus_label(cache, index, test_ids)
     note = f"corpus: {corpus}"
     x, y, _subj, nights = prepare.load_epochs(cache, test_ids, filtered=True)
     if len(y) == 0:
         raise SleepEdgeError(f"{cache}: held-out nights hold no epochs")
-    steps = ["source", "edge float", "edge int8", "hybrid"] + (["yasa"] if with_yasa else []) + \
+    cloud_dir = models_dir / "cloud"
+    has_cloud = (cloud_dir / "head.keras").is_file()
+    steps = ["source", "edge float", "edge int8"] + (["cloud"] if has_cloud else []) + ["hybrid"] + \
+        (["yasa"] if with_yasa else []) + \
         (["filter ablation"] if ablation_passes > 0 else [])
     report: dict[str, Any] = {"corpus": corpus, "cache": str(cache), "models": str(models_dir),
                               "test_subjects": tests, "test_nights": test_ids, "n_epochs": int(len(y)),
@@ -216,8 +222,7 @@ def bench_accuracy(
             bar.update(task, description=f"bench accuracy: {name}")
 
         step("source")
-        cloud = models.load_cloud_model(models_dir / "source")
-        p_cloud = cloud.predict_proba(x)
+        p_cloud = models.load_cloud_model(models_dir / "source").predict_proba(x)
         report["scores"]["source_float"] = _summary(evaluation.scores(y, p_cloud.argmax(1)))
         bar.advance(task)
 
@@ -236,6 +241,18 @@ def bench_accuracy(
         p_edge = (raw.astype(np.int32) - tflm.output_zero_point).astype(np.float32) * np.float32(tflm.output_scale)
         report["scores"]["edge_int8"] = _summary(evaluation.scores(y, stages))
         bar.advance(task)
+
+        if has_cloud:
+            # What the cloud answers an escalation with the night's edge history; the hybrid
+            # uses it. Without models/cloud the hybrid falls back to the source CNN.
+            step("cloud")
+            from host_tools.cloud_model import load_context_model, night_cloud_probs
+
+            p_cloud = night_cloud_probs(load_context_model(cloud_dir), x, raw, nights,
+                                        prepare.load_epoch_numbers(cache, test_ids))
+            report["scores"]["cloud"] = _summary(evaluation.scores(y, p_cloud.argmax(1)))
+            bar.advance(task)
+        report["hybrid_cloud"] = "cloud" if has_cloud else "source_float"
 
         step("hybrid")
         curve = evaluation.escalation_curve(y, p_edge, p_cloud)
@@ -273,7 +290,7 @@ def bench_accuracy(
     for name, s in report["scores"].items():
         plotting.confusion_matrix(out / f"confusion_{name}.png", s["confusion"], title=f"{name} (held-out)", note=note)
     refs = {"edge int8 alone": report["scores"]["edge_int8"]["acc"],
-            "cloud alone": report["scores"]["source_float"]["acc"]}
+            "cloud alone": report["scores"][report["hybrid_cloud"]]["acc"]}
     plotting.escalation_curve(out / "escalation.png", curve, recommended=rec, references=refs,
                               max_escalated=max_escalated, note=note)
     first = test_ids[0]
@@ -299,7 +316,8 @@ def format_markdown(report: dict[str, Any]) -> str:
         f1 = " | ".join("-" if s["f1"][k] is None else f"{s['f1'][k]:.3f}" for k in C.STAGES)
         lines.append(f"| {name} | {s['acc']:.3f} | {s['mf1']:.3f} | {s['kappa']:.3f} | {f1} |")
     h, r = report["scores"]["hybrid"], report["recommended"]
-    lines += ["", f"Hybrid at threshold {h['threshold']:.3f}: {h['escalated_fraction']:.1%} of epochs escalated.",
+    lines += ["", f"Hybrid at threshold {h['threshold']:.3f}: {h['escalated_fraction']:.1%} of epochs escalated "
+              f"to the {report.get('hybrid_cloud', 'source_float')} model.",
               f"Recommended on this test set ({r['rule']}): threshold {r['threshold']:.3f}, "
               f"{r['escalated_fraction']:.1%} escalated, hybrid accuracy {r['acc']:.3f}.", ""]
     if "filter_ablation" in report:

@@ -26,6 +26,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "synth"), "host_tools.synth", "write a synthetic PSG corpus as Sleep-EDF-style EDF files"),
     (("data", "prepare"), "host_tools.prepare", "read PSG + hypnogram EDFs into a per-night epoch cache"),
     (("train", "source"), "host_tools.train", "train the source (cloud) model"),
+    (("train", "cloud"), "host_tools.cloud_model", "train the cloud model: source CNN + the device's recent outputs"),
     (("transfer", "finetune"), "host_tools.transfer", "fine-tune the source model on k target nights"),
     (("transfer", "distil"), "host_tools.distil", "distil the source model into the small edge model"),
     (("compress",), "host_tools.compress", "prune and int8-quantize the edge model"),
@@ -34,7 +35,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("bench", "accuracy"), "host_tools.bench_accuracy", "accuracy, escalation curve and plots"),
     (("bench", "device"), "host_tools.bench_device", "flash/RAM/instructions of the firmware on the emulated board"),
     (("monitor",), "host_tools.monitor", "stream a recording to the device and watch the hypnogram"),
-    (("cloud", "serve"), "host_tools.cloud", "HTTP service running the source model on escalations"),
+    (("cloud", "serve"), "host_tools.cloud", "HTTP service running the cloud model on escalations"),
     (("proxy",), "host_tools.proxy", "bridge a device's escalations to the cloud service"),
     (("gen-headers",), "host_tools.codegen", "write firmware/generated/sleepedge_constants.h"),
 ]

@@ -3,9 +3,17 @@
 API (docs/architecture.md, "Cloud service")::
 
     POST /v1/classify   Authorization: Bearer <token>
-        {"device_id": str, "epoch": int, "samples": [3000 ints in int16 range], "uv_per_lsb": 0.25}
-     -> {"epoch": int, "stage": "N2", "stage_index": 2, "probs": [5 floats], "model": str}
+        {"device_id": str, "epoch": int, "samples": [3000 ints in int16 range], "uv_per_lsb": 0.25,
+         optional, together: "edge_model": "8 hex digits" (HELLO's model hash),
+                             "edge_history": [[5 ints in int8 range] or null, ...]}
+     -> {"epoch": int, "stage": "N2", "stage_index": 2, "probs": [5 floats], "model": str,
+         "context_used": bool}
     GET /health -> {"status": "ok", "model": str}
+
+``edge_history`` holds the device's raw RESULT outputs for the epochs up to and including this
+one, oldest first (null where the host has none). A context model (``host_tools.cloud_model``)
+uses it when ``edge_model`` is the edge model it was trained on; otherwise, and for models
+without a head, the answer comes from the epoch alone (``context_used: false``).
 
 Concurrent requests are micro-batched: an asyncio queue gathers up to ``max_batch`` requests or
 waits ``max_wait_ms`` after the first one, then makes one model call for all of them (a
@@ -31,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from host_tools import constants as C
+from host_tools.cloud_model import EdgeHistory
 from host_tools.errors import SleepEdgeError
 
 if TYPE_CHECKING:  # fastapi is a heavy import: only for annotations here
@@ -45,15 +54,32 @@ _ENV_MAX_WAIT = "SLEEPEDGE_CLOUD_MAX_WAIT_MS"
 MAX_BODY_BYTES = 128 * 1024
 MAX_DEVICE_ID_CHARS = 128
 _REQUEST_KEYS = {"device_id", "epoch", "samples", "uv_per_lsb"}
+_HISTORY_KEYS = {"edge_model", "edge_history"}
+#: Most edge_history entries accepted (the proxy sends constants.CLOUD_HISTORY_EPOCHS).
+MAX_HISTORY_ENTRIES = 64
 
 
 class CloudModelLike(Protocol):
-    """What the service needs from a model (``host_tools.models.CloudModel`` provides it)."""
+    """What the service needs from a model (``host_tools.models.CloudModel`` provides it).
+
+    A model that can use the device's edge history also has ``predict_with_history(x_uv,
+    histories) -> (probs, used)`` (``host_tools.cloud_model.ContextCloudModel``).
+    """
 
     name: str
 
     def predict_proba(self, x_uv: np.ndarray) -> np.ndarray:  # (N, 3000) float32 -> (N, 5)
         ...
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """A validated ``/v1/classify`` body."""
+
+    device_id: str
+    epoch: int
+    x_uv: np.ndarray  #: float32 (3000,) microvolts
+    history: EdgeHistory | None = None
 
 
 class RequestError(ValueError):
@@ -67,8 +93,8 @@ class RequestError(ValueError):
 
 # --- validation ------------------------------------------------------------------------------
 
-def parse_classify_request(body: bytes) -> tuple[str, int, np.ndarray]:
-    """Validate a ``/v1/classify`` body strictly and return ``(device_id, epoch, x_uv)``.
+def parse_classify_request(body: bytes) -> ClassifyRequest:
+    """Validate a ``/v1/classify`` body strictly.
 
     Parameters
     ----------
@@ -77,8 +103,9 @@ def parse_classify_request(body: bytes) -> tuple[str, int, np.ndarray]:
 
     Returns
     -------
-    tuple
-        Device id, epoch number and the epoch in microvolts, float32 of shape (3000,).
+    ClassifyRequest
+        Device id, epoch number, the epoch in microvolts (float32, (3000,)) and the edge
+        history when the body carries one.
 
     Raises
     ------
@@ -97,7 +124,7 @@ def parse_classify_request(body: bytes) -> tuple[str, int, np.ndarray]:
     missing = sorted(_REQUEST_KEYS - doc.keys())
     if missing:
         raise RequestError(422, f"missing field(s): {', '.join(missing)}")
-    extra = sorted(doc.keys() - _REQUEST_KEYS)
+    extra = sorted(doc.keys() - _REQUEST_KEYS - _HISTORY_KEYS)
     if extra:
         raise RequestError(422, f"unknown field(s): {', '.join(extra)}")
 
@@ -124,10 +151,41 @@ def parse_classify_request(body: bytes) -> tuple[str, int, np.ndarray]:
         if not -32768 <= v <= 32767:
             raise RequestError(422, f"samples[{i}] = {v} is outside the int16 range -32768..32767")
     x_uv = np.asarray(samples, dtype=np.int16).astype(np.float32) * np.float32(scale)
-    return device_id, epoch, x_uv
+    return ClassifyRequest(device_id, epoch, x_uv, _parse_history(doc))
+
+
+def _parse_history(doc: dict[str, Any]) -> EdgeHistory | None:
+    """The optional ``edge_model`` + ``edge_history`` pair (both or neither)."""
+    given = _HISTORY_KEYS & doc.keys()
+    if not given:
+        return None
+    if given != _HISTORY_KEYS:
+        raise RequestError(422, "edge_model and edge_history go together: give both or neither")
+    model = doc["edge_model"]
+    if not isinstance(model, str) or len(model) != 8 or any(c not in "0123456789abcdefABCDEF" for c in model):
+        raise RequestError(422, f"edge_model must be 8 hex digits (the device's model hash), got {model!r:.40}")
+    entries = doc["edge_history"]
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_HISTORY_ENTRIES:
+        raise RequestError(422, f"edge_history must be a list of 1..{MAX_HISTORY_ENTRIES} entries")
+    probs = np.zeros((len(entries), C.N_CLASSES), np.int8)
+    present = np.zeros(len(entries), bool)
+    for i, e in enumerate(entries):
+        if e is None:
+            continue
+        if not isinstance(e, list) or len(e) != C.N_CLASSES:
+            raise RequestError(422, f"edge_history[{i}] must be null or a list of {C.N_CLASSES} integers")
+        for v in e:
+            if type(v) is not int or not -128 <= v <= 127:
+                raise RequestError(422, f"edge_history[{i}] holds {v!r:.40}; entries are int8 outputs (-128..127)")
+        probs[i] = e
+        present[i] = True
+    return EdgeHistory(int(model, 16), probs, present)
 
 
 # --- micro-batching --------------------------------------------------------------------------
+
+#: A queued request: the epoch, its edge history, and the future its answer goes to.
+_Item = tuple[np.ndarray, "EdgeHistory | None", "asyncio.Future[tuple[np.ndarray, bool]]"]
 
 @dataclass
 class BatchStats:
@@ -160,7 +218,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] | None = None
+        self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -176,12 +234,13 @@ class MicroBatcher:
                 pass
             self._task = None
 
-    async def classify(self, x_uv: np.ndarray) -> np.ndarray:
-        """Queue one epoch and wait for its 5 probabilities."""
+    async def classify(self, x_uv: np.ndarray, history: EdgeHistory | None = None) -> tuple[np.ndarray, bool]:
+        """Queue one epoch (and its edge history, if any); wait for its 5 probabilities and
+        whether the model used the history."""
         if self._queue is None:
             raise RuntimeError("MicroBatcher.start() was not called")
-        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put((x_uv, fut))
+        fut: asyncio.Future[tuple[np.ndarray, bool]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((x_uv, history, fut))
         return await fut
 
     async def _loop(self) -> None:
@@ -202,29 +261,34 @@ class MicroBatcher:
                 if item is None:
                     break
                 batch.append(item)
-            live = [(x, f) for x, f in batch if not f.cancelled()]
+            live = [item for item in batch if not item[2].cancelled()]
             if not live:
                 continue
-            x = np.stack([x for x, _ in live]).astype(np.float32, copy=False)
+            x = np.stack([x for x, _, _ in live]).astype(np.float32, copy=False)
             try:
-                probs = await asyncio.to_thread(self._predict, x)
+                probs, used = await asyncio.to_thread(self._predict, x, [h for _, h, _ in live])
             except Exception as exc:  # the model failed: every waiting request gets the error
-                for _, f in live:
+                for _, _, f in live:
                     if not f.done():
                         f.set_exception(exc)
                 continue
-            for (_, f), p in zip(live, probs):
+            for (_, _, f), p, u in zip(live, probs, used):
                 if not f.done():
-                    f.set_result(p)
+                    f.set_result((p, bool(u)))
 
-    def _predict(self, x: np.ndarray) -> np.ndarray:
-        probs = np.asarray(self.model.predict_proba(x), dtype=np.float64)
+    def _predict(self, x: np.ndarray, histories: list[EdgeHistory | None]) -> tuple[np.ndarray, np.ndarray]:
+        with_history = getattr(self.model, "predict_with_history", None)
+        if with_history is not None and any(h is not None for h in histories):
+            probs, used = with_history(x, histories)
+        else:
+            probs, used = self.model.predict_proba(x), np.zeros(len(x), bool)
+        probs = np.asarray(probs, dtype=np.float64)
         if probs.shape != (len(x), C.N_CLASSES):
             raise RuntimeError(f"model returned shape {probs.shape}, expected {(len(x), C.N_CLASSES)}")
         self.stats.model_calls += 1
         self.stats.epochs += len(x)
         self.stats.batch_sizes.append(len(x))
-        return probs
+        return probs, np.asarray(used, bool)
 
 
 # --- the app ---------------------------------------------------------------------------------
@@ -283,20 +347,21 @@ def create_app(model: CloudModelLike, token: str, *, max_batch: int = 32, max_wa
             return error(415, f"content-type must be application/json, got {ctype!r}")
         body = await request.body()
         try:
-            _device_id, epoch, x_uv = parse_classify_request(body)
+            req = parse_classify_request(body)
         except RequestError as exc:
             return error(exc.status, exc.message)
         try:
-            probs = await batcher.classify(x_uv)
+            probs, used = await batcher.classify(req.x_uv, req.history)
         except Exception as exc:  # a model failure is the service's fault, not the client's
             return error(500, f"model failed: {exc}")
         k = int(np.argmax(probs))
         return {
-            "epoch": epoch,
+            "epoch": req.epoch,
             "stage": C.STAGES[k],
             "stage_index": k,
             "probs": [float(p) for p in probs],
             "model": model.name,
+            "context_used": used,
         }
 
     # With postponed annotations FastAPI cannot resolve the local ``Request`` name by itself.
@@ -316,9 +381,9 @@ def load_model(spec: str) -> CloudModelLike:
             raise SleepEdgeError(f"--model {spec}: cannot load the model factory: {exc}") from None
     if not os.path.isdir(spec):
         raise SleepEdgeError(f"--model {spec}: no such model directory (train one with `make train`)")
-    from host_tools.models import load_cloud_model
+    from host_tools.cloud_model import load_cloud
 
-    return load_cloud_model(spec)
+    return load_cloud(spec)
 
 
 def app_from_env() -> FastAPI:
@@ -335,8 +400,9 @@ def app_from_env() -> FastAPI:
 # --- CLI -------------------------------------------------------------------------------------
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="models/source",
-                        help="cloud model directory (default: models/source), or py:module:factory")
+    parser.add_argument("--model", default="models/cloud",
+                        help="cloud model directory: models/cloud (the default: source CNN + edge history) "
+                             "or models/source (the epoch alone), or py:module:factory")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     parser.add_argument("--token", default=None,

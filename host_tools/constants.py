@@ -50,6 +50,9 @@ RK_TO_AASM: dict[str, int | None] = {
 DEFAULT_CONFIDENCE_THRESHOLD: float = 0.60
 DEFAULT_ESCALATION_TIMEOUT_MS: int = 5000
 MAX_PENDING_ESCALATIONS: int = 4
+#: Edge outputs (RESULT probabilities) the proxy sends with each escalation, the escalated epoch
+#: included: the cloud model's view of the night so far (host side only; 11 epochs = 5.5 min).
+CLOUD_HISTORY_EPOCHS: int = 11
 
 # --- serial protocol (docs/protocol.md) ----------------------------------------------------
 PROTOCOL_VERSION: int = 1

@@ -4,8 +4,9 @@
 2. take a night of a subject the shipped models never saw (``models/metrics.json``
    ``test_subjects``; generated with ``host_tools.synth``), or ``--edf/--hypno`` for a real
    Sleep-EDF night, and cut the sleep period +-30 min;
-3. start the cloud service (``sleepedge cloud serve``, ``models/source``) as a separate process on
-   127.0.0.1 with a random token;
+3. start the cloud service (``sleepedge cloud serve``, ``models/cloud``: the source CNN + the
+   device's recent outputs; ``models/source`` where there is no ``cloud/``) as a separate process
+   on 127.0.0.1 with a random token;
 4. boot the emulated board (QEMU) and run the monitor with the in-process proxy, live view on;
 5. write results.csv, summary.json, the hypnogram PNG and EDF+, and the streamed recording as
    ``*-PSG.edf`` (so ``sleepedge predict`` on it reproduces the device's edge labels epoch for
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from host_tools import constants as C
+from host_tools import shown_path
 from host_tools.errors import SleepEdgeError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -186,7 +188,8 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     expert = expert_full[first:first + n]
 
     token = secrets.token_urlsafe(24)
-    cloud = CloudProcess(models / "source", token, out / "cloud.log")
+    cloud_dir = models / "cloud" if (models / "cloud").is_dir() else models / "source"
+    cloud = CloudProcess(cloud_dir, token, out / "cloud.log")
     try:
         _say("starting the cloud service ...")
         model_name = cloud.wait_ready()
@@ -207,7 +210,7 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     print(format_summary(summary))
     _say(f"wrote {', '.join(p.name for p in paths.values())} and {copy.name} to {out}  "
          f"(total {summary['demo_wall_s']:.0f} s)")
-    _say(f"check: sleepedge predict --model {models / 'edge'} --in {copy} --out {out / 'predict.csv'}")
+    _say(f"check: sleepedge predict --model {shown_path(models / 'edge')} --in {copy} --out {out / 'predict.csv'}")
     return summary
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from host_tools import constants as C
+from host_tools import shown_path
 from host_tools.errors import SleepEdgeError
 
 REFERENCE_FILE = "reference_vectors.npz"
@@ -132,10 +133,10 @@ def export(
         output_scale=np.float32(tflm.output_scale), output_zero_point=np.int32(tflm.output_zero_point),
     )
     report = {
-        "tflite": str(dest), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+        "tflite": shown_path(dest), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "name": name, "threshold": float(threshold), "ops": ops, "io": io,
-        "tflm_vs_tflite": agreement, "reference_vectors": str(out / REFERENCE_FILE),
-        "c_out": str(c_dir), "c_export": c_figures, "header": str(header_path),
+        "tflm_vs_tflite": agreement, "reference_vectors": shown_path(out / REFERENCE_FILE),
+        "c_out": shown_path(c_dir), "c_export": c_figures, "header": shown_path(header_path),
     }
     (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

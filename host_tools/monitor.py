@@ -153,7 +153,7 @@ class Monitor:
             if isinstance(msg, P.Hello):
                 self.hellos += 1
                 if self.bridge is not None:
-                    self.bridge.set_timeout_ms(msg.timeout_ms)
+                    self.bridge.on_hello(msg)
                 if self.config_acks_expected > 0:
                     self.config_acks_expected -= 1
                 elif self.hello is not None:
@@ -162,6 +162,8 @@ class Monitor:
                         self.bridge.device_reset()
                 self.hello = msg
             elif isinstance(msg, P.Result):
+                if self.bridge is not None:
+                    self.bridge.on_result(msg)
                 row = self.rows.get(msg.epoch)
                 if row is not None:
                     row.incomplete = msg.incomplete or msg.stage >= C.N_CLASSES
@@ -314,7 +316,8 @@ class Monitor:
             self.bridge = EscalationBridge(
                 self.client, self.link.send, device_id=self.o.device_id,
                 timeout_ms=self.hello.timeout_ms if self.hello else C.DEFAULT_ESCALATION_TIMEOUT_MS,
-                deadline_fraction=self.o.deadline_fraction or DEFAULT_DEADLINE_FRACTION, on_record=self._on_record)
+                deadline_fraction=self.o.deadline_fraction or DEFAULT_DEADLINE_FRACTION, on_record=self._on_record,
+                model_hash=self.hello.model_hash if self.hello else None)
         self.state.device = (f"{self.o.port}  firmware {self.hello.fw_version}  model {self.hello.model_hash:08x}"
                              if self.hello else self.o.port)
         try:
@@ -569,7 +572,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"edge only vs expert: {acc('edge_only')}",
         f"final     vs expert: {acc('final')}",
         f"escalation rate: {'n/a' if rate is None else f'{100 * rate:.1f} %'}"
-        + (f"; answered {esc.get('answered')}/{esc.get('escalations')}, round trip median "
+        + (f"; answered {esc.get('answered')}/{esc.get('escalations')} "
+           f"({esc.get('with_context', 0)} with the night's context), round trip median "
            f"{esc.get('latency_ms_median') or float('nan'):.0f} ms, p95 {esc.get('latency_ms_p95') or float('nan'):.0f} ms"
            if esc else ""),
     ]

@@ -8,6 +8,7 @@ Stages (each skipped when its output exists, unless ``--force``):
     transfer             fine-tune curve of the source model on k ST nights
     distil               edge CNN distilled from the source model (same split)
     compress             pruning + int8
+    cloud                cloud model: source CNN + a head over the int8 edge model's recent outputs
     threshold            recommended escalation threshold on the *validation* subjects
     export               models/edge (C arrays, plan, reference vectors) with that threshold
     bench                accuracy benchmark on the held-out subjects
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -67,6 +69,8 @@ class Settings:
     sparsity: float = 0.5
     compress_epochs: int = 3
     qat: bool = False
+    cloud_history: int = 11  # constants.CLOUD_HISTORY_EPOCHS, what the proxy sends
+    cloud_passes: int = 30
     yasa: bool = True
     ablation_passes: int = 4
     max_escalated: float = 0.20
@@ -78,7 +82,7 @@ def quick_settings() -> Settings:
     return Settings(sc_subjects=5, st_subjects=3, night_minutes=60, source_passes=1, source_steps=3,
                     source_continue_passes=1,
                     source_batch=32, transfer_ks=(1,), transfer_steps=3, distil_passes=1, distil_steps=4,
-                    distil_batch=64, compress_epochs=1, yasa=False, ablation_passes=1)
+                    distil_batch=64, compress_epochs=1, cloud_passes=2, yasa=False, ablation_passes=1)
 
 
 @dataclass
@@ -173,20 +177,30 @@ def stage_compress(p: Paths, s: Settings) -> None:
              seed=s.seed, progress=False)
 
 
+def stage_cloud(p: Paths, s: Settings) -> None:
+    from host_tools.cloud_model import train_cloud
+
+    train_cloud(p.train / "source", p.train / "compress" / "model.tflite", p.cache_sc, p.train / "cloud",
+                history=s.cloud_history, passes=s.cloud_passes, seed=s.seed, progress=False)
+
+
 def stage_threshold(p: Paths, s: Settings) -> None:
     """Recommended threshold from the validation subjects (never the test ones)."""
-    from host_tools import datasets, evaluation, models, prepare
+    from host_tools import datasets, evaluation, prepare
+    from host_tools.cloud_model import load_context_model, night_cloud_probs
     from host_tools.predict import TflmModel
 
     split = _split(p)
     subjects = split.get("val") or split["train"]
     index = prepare.load_index(p.cache_sc)
-    x, y, _, _ = prepare.load_epochs(p.cache_sc, datasets.night_ids_for(index, subjects))
-    cloud = models.load_cloud_model(p.train / "source")
+    ids = datasets.night_ids_for(index, subjects)
+    x, y, _, nights = prepare.load_epochs(p.cache_sc, ids)
     tflm = TflmModel.load(p.train / "compress" / "model.tflite")
     raw = tflm.run_int8(tflm.quantize(x))
     p_edge = (raw.astype(np.int32) - tflm.output_zero_point).astype(np.float32) * np.float32(tflm.output_scale)
-    curve = evaluation.escalation_curve(y, p_edge, cloud.predict_proba(x))
+    p_cloud = night_cloud_probs(load_context_model(p.train / "cloud"), x, raw, nights,
+                                prepare.load_epoch_numbers(p.cache_sc, ids))
+    curve = evaluation.escalation_curve(y, p_edge, p_cloud)
     rec = evaluation.recommend_threshold(curve, s.max_escalated)
     (p.train / "threshold.json").write_text(json.dumps(
         {"chosen_on": "validation subjects", "subjects": subjects, "n_epochs": int(len(y)),
@@ -213,6 +227,7 @@ def stage_export(p: Paths, s: Settings) -> None:
     # The float (distilled, unpruned) edge model, re-saved without optimizer state to stay small.
     models.load_keras_model(p.train / "edge" / "model.keras").save(edge / "float.keras")
     _copy_source(p.train / "source", p.models / "source")
+    _copy_cloud(p.train / "cloud", p.models / "cloud", p.models / "source")
 
 
 def _copy_source(src: Path, dst: Path) -> None:
@@ -226,6 +241,25 @@ def _copy_source(src: Path, dst: Path) -> None:
     meta = json.loads((src / "model.json").read_text())
     meta["sha256"] = models.sha256_file(dst / "model.keras")
     (dst / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _copy_cloud(src: Path, dst: Path, encoder: Path) -> None:
+    """The context head, pointing at the copied encoder (same weights, new file hash)."""
+    from host_tools import models
+    from host_tools.cloud_model import HEAD_FILE, META_FILE
+
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    shutil.copyfile(src / HEAD_FILE, dst / HEAD_FILE)
+    meta = json.loads((src / META_FILE).read_text())
+    meta["encoder"] = os.path.relpath(encoder.resolve(), dst.resolve())
+    meta["encoder_sha256"] = models.sha256_file(encoder / models.MODEL_FILE)
+    edge_sha = models.sha256_file(dst.parent / "edge" / "model.tflite")
+    if meta["edge_model"]["sha256"] != edge_sha:
+        raise SleepEdgeError(f"{src}: trained on edge model {meta['edge_model']['sha256'][:12]}, "
+                             f"exported edge model is {edge_sha[:12]}")
+    (dst / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def stage_bench(p: Paths, s: Settings) -> None:
@@ -259,6 +293,7 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
     distil = _read(p.train / "edge" / "distil.json")
     transfer = _read(p.train / "transfer" / "transfer.json")
     src_meta = json.loads((p.models / "source" / "model.json").read_text())
+    cloud_meta = _read(p.models / "cloud" / "model.json")
     thr = json.loads((p.train / "threshold.json").read_text())
     m: dict[str, Any] = {
         "corpus": bench["corpus"],
@@ -270,6 +305,8 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
         "split": _split(p),
         "n_test_epochs": bench["n_epochs"],
         "source": _abc(sc["source_float"]) | {"params": src_meta.get("params"), "macs": src_meta.get("macs")},
+        "cloud": (_abc(sc["cloud"]) | {"head_params": cloud_meta.get("params"),
+                                        "history_epochs": cloud_meta.get("history_length")}) if "cloud" in sc else None,
         "edge_float": _abc(sc["edge_float"]) if "edge_float" in sc else None,
         "edge_int8": _abc(sc["edge_int8"]) | {
             "tflite_bytes": exp["bytes"], "sha256": exp["sha256"], "params": comp["n_params"],
@@ -279,7 +316,8 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
             "macs": exp.get("c_export", {}).get("macs")},
         "hybrid": _abc(sc["hybrid"]) | {"escalated_fraction": round(sc["hybrid"]["escalated_fraction"], 4),
                                         "threshold": sc["hybrid"]["threshold"],
-                                        "threshold_chosen_on": thr["chosen_on"]},
+                                        "threshold_chosen_on": thr["chosen_on"],
+                                        "cloud_model": bench.get("hybrid_cloud", "source_float")},
         "recommended_on_test": {k: bench["recommended"][k] for k in ("threshold", "escalated_fraction", "acc")},
         "transfer": _transfer_summary(transfer),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items() if k != "extra"},
@@ -335,9 +373,41 @@ def _fmt(d: dict | None) -> str:
     return f"{d['acc']:.3f} | {d['mf1']:.3f} | {d['kappa']:.3f}"
 
 
+def acceptance_checks(m: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """The model card's claims, each measured: (claim, holds (None: not measured), figures)."""
+    checks: list[tuple[str, bool | None, str]] = []
+    e, f, h = m["edge_int8"], m.get("edge_float"), m["hybrid"]
+    if f:
+        gap = 100 * (f["acc"] - e["acc"])
+        checks.append(("int8 edge model within 1.5 points of its float version", abs(gap) <= 1.5,
+                       f"float {f['acc']:.3f}, int8 {e['acc']:.3f} ({-gap:+.1f} points)"))
+    t = m.get("transfer") or {}
+    none = (t.get("none") or {}).get("acc")
+    fine = {r["k"]: r["acc"] for r in t.get("finetune", [])}
+    scratch = {r["k"]: r["acc"] for r in t.get("scratch", [])}
+    for k in (1, 2):
+        if k in fine and k in scratch and none is not None:
+            checks.append((f"fine-tuning on k={k} target night(s) beats no adaptation and from-scratch",
+                           fine[k] > none and fine[k] > scratch[k],
+                           f"fine-tuned {fine[k]:.3f}, none {none:.3f}, scratch {scratch[k]:.3f}"))
+    alone, dist = m.get("edge_alone_distil_stage"), m.get("edge_distilled_distil_stage")
+    if alone and dist:
+        checks.append(("distillation beats the edge model trained alone", dist["acc"] > alone["acc"],
+                       f"distilled {dist['acc']:.3f}, alone {alone['acc']:.3f}"))
+    cap = m["settings"]["max_escalated"]
+    checks.append((f"hybrid beats the edge model alone at <= {cap:.0%} escalated",
+                   h["acc"] > e["acc"] and h["escalated_fraction"] <= cap,
+                   f"hybrid {h['acc']:.3f} at {h['escalated_fraction']:.1%} escalated, edge {e['acc']:.3f}"))
+    c = m.get("cloud")
+    if c:
+        checks.append(("the cloud model beats the source CNN alone", c["acc"] > m["source"]["acc"],
+                       f"cloud {c['acc']:.3f}, source CNN {m['source']['acc']:.3f}"))
+    return checks
+
+
 def model_card(m: dict[str, Any], command: str) -> str:
     """models/MODEL_CARD.md text."""
-    e, h = m["edge_int8"], m["hybrid"]
+    e, h, c = m["edge_int8"], m["hybrid"], m.get("cloud")
     budget = m.get("edge_budget") or {}
     warn = ("**All figures below come from a SYNTHETIC corpus generated by `host_tools.synth` (real Sleep-EDF "
             "hypnograms may drive the stage sequences, but every signal is generated). They describe the "
@@ -346,8 +416,17 @@ def model_card(m: dict[str, Any], command: str) -> str:
         "# SleepEdge models", "",
         f"Corpus: {m['corpus']}", "", warn, "",
         "## Models",
-        f"- `source/`: cloud model, 1-D CNN after Yildirim et al. 2019, {m['source'].get('params')} parameters, "
+        f"- `source/`: source CNN, 1-D CNN after Yildirim et al. 2019, {m['source'].get('params')} parameters, "
         f"{m['source'].get('macs')} MACs per epoch, float32; input: 30-s Fpz-Cz epoch, filtered uV.",
+    ]
+    if c:
+        lines.append(
+            f"- `cloud/`: the cloud model behind `sleepedge cloud serve`: the source CNN's embedding of the "
+            f"escalated epoch plus the device's int8 outputs for the last {c.get('history_epochs')} epochs "
+            f"(the escalated one included; the proxy collects them from RESULT frames), through a "
+            f"{c.get('head_params')}-parameter head (`head.keras`). Tied to the edge model below; for a "
+            "device running another model it answers from the epoch alone.")
+    lines += [
         f"- `edge/`: distilled edge CNN, {e['params']} parameters, {e['kernel_sparsity']:.0%} of kernel weights "
         f"pruned to zero, full int8 (`model.tflite`, {e['tflite_bytes']} bytes, sha256 `{e['sha256'][:16]}`); "
         f"ops {', '.join(e['ops'])}.",
@@ -362,28 +441,46 @@ def model_card(m: dict[str, Any], command: str) -> str:
         f"Test subjects (never trained on, by any model): {', '.join(m['test_subjects'])} "
         f"({m['n_test_epochs']} epochs).", "",
         "| model | acc | macro-F1 | kappa |", "|---|---|---|---|",
-        f"| source (cloud, float) | {_fmt(m['source'])} |",
+        f"| source CNN (float, one epoch) | {_fmt(m['source'])} |",
+    ]
+    if c:
+        lines.append(f"| cloud (source CNN + edge history) | {_fmt(c)} |")
+    lines += [
         f"| edge float | {_fmt(m['edge_float'])} |",
         f"| edge int8 (TFLM) | {_fmt(e)} |",
-        f"| hybrid edge+cloud | {_fmt(h)} |",
+        f"| hybrid edge+cloud, {h['escalated_fraction']:.1%} escalated | {_fmt(h)} |",
     ]
     if "yasa" in m:
         lines.append(f"| YASA pretrained (EEG+EOG, outside reference) | {_fmt(m['yasa'])} |")
     lines += ["",
-              f"Hybrid: epochs with edge confidence below {h['threshold']:.3f} go to the cloud "
+              f"Hybrid: epochs with edge confidence below {h['threshold']:.3f} go to the "
+              f"{'cloud model' if h.get('cloud_model') == 'cloud' else 'source CNN'} "
               f"({h['escalated_fraction']:.1%} of test epochs). The threshold was chosen on the "
               f"{h['threshold_chosen_on']} as the most accurate with <= {m['settings']['max_escalated']:.0%} "
               "escalated, and is baked into `edge/model_data.h`."]
+    alone, dist = m.get("edge_alone_distil_stage"), m.get("edge_distilled_distil_stage")
+    if alone and dist:
+        lines += ["", "Distillation (edge CNN, same architecture and budget, held-out subjects, float): "
+                  f"distilled from the source CNN {_fmt(dist)}; trained alone on the labels {_fmt(alone)} "
+                  "(acc | macro-F1 | kappa)."]
     if "filter_ablation" in m:
         fa = m["filter_ablation"]
         lines += ["", f"Butterworth filter ablation (edge CNN, {fa['passes']} passes each): with filter "
                   f"{_fmt(fa['filtered'])}; without {_fmt(fa['unfiltered'])} (acc | macro-F1 | kappa)."]
     t = m.get("transfer") or {}
     if t.get("finetune"):
-        pts = ", ".join(f"k={r['k']}: {r['acc']:.3f}" for r in t["finetune"])
-        none = t.get("none", {}).get("acc")
-        lines += ["", f"Transfer to the ST domain ({t.get('corpus')}): accuracy without fine-tuning "
-                  f"{none if none is None else f'{none:.3f}'}; fine-tuned on k nights: {pts}."]
+        none = (t.get("none") or {}).get("acc")
+        scratch = {r["k"]: r for r in t.get("scratch", [])}
+        lines += ["", f"Transfer of the source CNN to the ST-like domain ({t.get('corpus')}; held-out target "
+                  f"subjects {', '.join(t.get('test_subjects') or [])}), accuracy:", "",
+                  "| target nights k | no adaptation | fine-tuned | from scratch |", "|---|---|---|---|"]
+        for r in t["finetune"]:
+            sc = scratch.get(r["k"])
+            lines.append(f"| {r['k']} | {'-' if none is None else f'{none:.3f}'} | {r['acc']:.3f} | "
+                         f"{'-' if sc is None else format(sc['acc'], '.3f')} |")
+    lines += ["", "## Checks", "", "| claim | holds | measured |", "|---|---|---|"]
+    for claim, ok, figures in acceptance_checks(m):
+        lines.append(f"| {claim} | {'-' if ok is None else ('yes' if ok else '**no**')} | {figures} |")
     lines += ["", "## Reproduce", "", f"    {command}", "",
               "Reports: `reports/bench-accuracy/` (confusion matrices, escalation curve, hypnogram). "
               "Full numbers: `models/metrics.json`.", ""]
@@ -405,6 +502,7 @@ def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[
         ("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s)),
         ("distil", p.train / "edge" / "model.json", lambda: stage_distil(p, s)),
         ("compress", p.train / "compress" / "compress.json", lambda: stage_compress(p, s)),
+        ("cloud", p.train / "cloud" / "model.json", lambda: stage_cloud(p, s)),
         ("threshold", p.train / "threshold.json", lambda: stage_threshold(p, s)),
         ("export", p.models / "source" / "model.json", lambda: stage_export(p, s)),
         ("bench", p.reports / "bench-accuracy.json", lambda: stage_bench(p, s)),

@@ -381,6 +381,12 @@ def load_epochs(
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(subs), np.concatenate(ids)
 
 
+def load_epoch_numbers(cache: str | Path, night_ids: list[str]) -> np.ndarray:
+    """``epoch_index`` of the given nights, stacked in the order :func:`load_epochs` uses."""
+    parts = [load_night(cache, nid)["epoch_index"].astype(np.int64) for nid in night_ids]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 # --- CLI -------------------------------------------------------------------------------------
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

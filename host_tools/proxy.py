@@ -230,6 +230,7 @@ class CloudAnswer:
     probs: list[float]
     model: str
     attempts: int
+    context_used: bool = False  #: the cloud model used the edge history
 
 
 class CloudClient:
@@ -280,16 +281,23 @@ class CloudClient:
         except (httpx.HTTPError, ValueError) as exc:
             raise CloudError(f"{self.url}/health: {exc}") from None
 
-    def classify(self, device_id: str, epoch: int, samples: np.ndarray, deadline: float) -> CloudAnswer:
+    def classify(self, device_id: str, epoch: int, samples: np.ndarray, deadline: float,
+                 history: tuple[int, list[list[int] | None]] | None = None) -> CloudAnswer:
         """Classify one filtered epoch (int16 at 0.25 uV) before ``deadline`` (monotonic s).
 
+        ``history`` is ``(model_hash_u32, entries)``: the device's raw RESULT outputs for the
+        epochs up to this one, oldest first, None where missing (the cloud model's context).
         Retries connection failures, timeouts, 429 and 5xx with exponential backoff; a 4xx
         (bad token, rejected input) fails at once because repeating it cannot help.
         """
         import httpx
 
-        doc = {"device_id": device_id, "epoch": int(epoch),
-               "samples": np.asarray(samples, dtype=np.int16).tolist(), "uv_per_lsb": C.SAMPLE_UV_PER_LSB}
+        doc: dict[str, Any] = {"device_id": device_id, "epoch": int(epoch),
+                               "samples": np.asarray(samples, dtype=np.int16).tolist(),
+                               "uv_per_lsb": C.SAMPLE_UV_PER_LSB}
+        if history is not None:
+            doc["edge_model"] = f"{history[0] & 0xFFFFFFFF:08x}"
+            doc["edge_history"] = history[1]
         last = "no attempt made: deadline already passed"
         delay = self.backoff_s
         for attempt in range(1, self.max_attempts + 1):
@@ -306,7 +314,8 @@ class CloudClient:
                     stage = int(body["stage_index"])
                     if not 0 <= stage < C.N_CLASSES:
                         raise CloudError(f"cloud answered stage_index {stage}", permanent=True)
-                    return CloudAnswer(stage, [float(p) for p in body["probs"]], str(body.get("model", "")), attempt)
+                    return CloudAnswer(stage, [float(p) for p in body["probs"]], str(body.get("model", "")), attempt,
+                                       bool(body.get("context_used", False)))
                 detail = r.text[:200]
                 last = f"HTTP {r.status_code}: {detail}"
                 if 400 <= r.status_code < 500 and r.status_code != 429:
@@ -332,6 +341,7 @@ class EscalationRecord:
     sent: bool = False  #: a CLOUD_LABEL was written to the device
     error: str | None = None
     generation: int = 0  #: device boot count when received (labels are not sent across a reset)
+    context_used: bool = False  #: the cloud answered with the edge history
 
     @property
     def latency_s(self) -> float | None:
@@ -351,25 +361,37 @@ class EscalationBridge:
     device_id
         Sent to the cloud with every epoch.
     timeout_ms
-        The device's escalation timeout (update it from HELLO with :meth:`set_timeout_ms`).
+        The device's escalation timeout (update it from HELLO with :meth:`on_hello`).
     deadline_fraction
         Share of the timeout the bridge may spend on one epoch.
+    model_hash
+        The device's edge model hash (HELLO); with it, every request carries the edge history
+        (:meth:`on_result` collects it) so a context cloud model can use the night so far.
+    history_epochs
+        Entries per history, the escalated epoch included.
     """
 
     def __init__(self, client: CloudClient, send: Callable[[Any], None], *, device_id: str = "device",
                  timeout_ms: int = C.DEFAULT_ESCALATION_TIMEOUT_MS,
                  deadline_fraction: float = DEFAULT_DEADLINE_FRACTION,
-                 on_record: Callable[[EscalationRecord], None] | None = None) -> None:
+                 on_record: Callable[[EscalationRecord], None] | None = None,
+                 model_hash: int | None = None, history_epochs: int = C.CLOUD_HISTORY_EPOCHS) -> None:
         if not 0 < deadline_fraction <= 1:
             raise ValueError(f"deadline_fraction must be in (0, 1], got {deadline_fraction}")
+        if history_epochs < 0:
+            raise ValueError(f"history_epochs must be >= 0, got {history_epochs}")
         self.client = client
         self.send = send
         self.device_id = device_id
         self.timeout_ms = timeout_ms
         self.deadline_fraction = deadline_fraction
         self.on_record = on_record
+        self.model_hash = model_hash
+        self.history_epochs = history_epochs
         self.records: list[EscalationRecord] = []
         self.generation = 0
+        #: epoch -> raw int8 outputs from RESULT frames; only the newest epochs are kept.
+        self._results: dict[int, list[int]] = {}
         self._lock = threading.Lock()
         # More workers than the device can have pending, so a slow epoch never blocks a new one.
         self._pool = ThreadPoolExecutor(max_workers=2 * C.MAX_PENDING_ESCALATIONS,
@@ -377,6 +399,29 @@ class EscalationBridge:
 
     def set_timeout_ms(self, timeout_ms: int) -> None:
         self.timeout_ms = int(timeout_ms)
+
+    def on_hello(self, hello: P.Hello) -> None:
+        """Take the escalation timeout and the edge model hash from a HELLO."""
+        self.set_timeout_ms(hello.timeout_ms)
+        self.model_hash = int(hello.model_hash)
+
+    def on_result(self, msg: P.Result) -> None:
+        """Remember an epoch's edge output for the histories of later escalations."""
+        if msg.incomplete or msg.stage >= C.N_CLASSES or self.history_epochs == 0:
+            return
+        with self._lock:
+            self._results[int(msg.epoch)] = [int(v) for v in msg.probs]
+            if len(self._results) > 4 * self.history_epochs + 64:
+                for e in sorted(self._results)[: len(self._results) - 2 * self.history_epochs]:
+                    del self._results[e]
+
+    def history_for(self, epoch: int) -> tuple[int, list[list[int] | None]] | None:
+        """``(model_hash, entries)`` for an escalated epoch, or None without a model hash."""
+        if self.model_hash is None or self.history_epochs == 0:
+            return None
+        with self._lock:
+            entries = [self._results.get(e) for e in range(epoch - self.history_epochs + 1, epoch + 1)]
+        return self.model_hash, entries
 
     def device_reset(self) -> None:
         """The device rebooted: its pending escalations are gone, answers would be refused."""
@@ -389,15 +434,17 @@ class EscalationBridge:
         with self._lock:
             self.records.append(rec)
         deadline = rec.received_s + self.deadline_fraction * self.timeout_ms / 1000.0
-        self._pool.submit(self._answer, rec, np.asarray(msg.samples, dtype=np.int16), deadline)
+        self._pool.submit(self._answer, rec, np.asarray(msg.samples, dtype=np.int16), deadline,
+                          self.history_for(rec.epoch))
         return rec
 
-    def _answer(self, rec: EscalationRecord, samples: np.ndarray, deadline: float) -> None:
+    def _answer(self, rec: EscalationRecord, samples: np.ndarray, deadline: float,
+                history: tuple[int, list[list[int] | None]] | None) -> None:
         try:
             if samples.size != C.EPOCH_SAMPLES:
                 raise CloudError(f"ESCALATE carried {samples.size} samples, expected {C.EPOCH_SAMPLES}", True)
-            ans = self.client.classify(self.device_id, rec.epoch, samples, deadline)
-            rec.attempts, rec.cloud_stage = ans.attempts, ans.stage
+            ans = self.client.classify(self.device_id, rec.epoch, samples, deadline, history)
+            rec.attempts, rec.cloud_stage, rec.context_used = ans.attempts, ans.stage, ans.context_used
             if time.monotonic() > deadline:
                 raise CloudError("answer arrived after the deadline; the device keeps its own label")
             if rec.generation != self.generation:
@@ -440,6 +487,7 @@ class EscalationBridge:
             "escalations": len(recs),
             "answered": sum(r.sent for r in recs),
             "failed": sum(1 for r in recs if r.error is not None),
+            "with_context": sum(r.sent and r.context_used for r in recs),
             "latency_ms_median": float(np.median(lat)) if lat.size else None,
             "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else None,
             "errors": sorted({r.error for r in recs if r.error})[:10],
@@ -471,10 +519,12 @@ def run(args: argparse.Namespace) -> int:
     def on_message(msg: Any) -> None:
         assert bridge is not None
         if isinstance(msg, P.Hello):
-            bridge.set_timeout_ms(msg.timeout_ms)
+            bridge.on_hello(msg)
             bridge.device_reset()
             print(f"device: firmware {msg.fw_version}, model {msg.model_hash:08x}, "
                   f"threshold {msg.threshold:.2f}, timeout {msg.timeout_ms} ms", flush=True)
+        elif isinstance(msg, P.Result):
+            bridge.on_result(msg)
         elif isinstance(msg, P.Escalate):
             bridge.on_escalate(msg)
         elif isinstance(msg, P.Final):

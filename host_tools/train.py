@@ -185,7 +185,9 @@ def corpus_name(cache: Path, index: dict[str, Any]) -> str:
     prepared from the real Sleep-EDF PSG files.
     """
     domains = sorted({str(n.get("domain", "?")) for n in index["nights"]})
-    return f"{cache.resolve()} ({len(index['nights'])} nights, domain {'+'.join(domains)})"
+    from host_tools import shown_path
+
+    return f"{shown_path(cache)} ({len(index['nights'])} nights, domain {'+'.join(domains)})"
 
 
 # --- the command -----------------------------------------------------------------------------

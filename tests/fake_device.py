@@ -207,7 +207,10 @@ class FakeDevice:
                 continue
             with conn:
                 conn.settimeout(0.01)
-                self._hello(conn)
+                try:
+                    self._hello(conn)
+                except OSError:  # the client went away at once (a port probe, a failed open)
+                    continue
                 if not self._session(conn):
                     continue
 

@@ -70,6 +70,17 @@ def test_quick_pipeline_outputs(quick_run):
     assert chosen["subjects"] == src_split["val"]
     assert exported["threshold"] == max(chosen["recommended"]["threshold"], 0.05) == m["hybrid"]["threshold"]
 
+    # The cloud model: a head trained on exactly the exported edge model's outputs, over the
+    # exported source CNN, on the source split; the hybrid escalates to it.
+    from host_tools.cloud_model import ContextCloudModel, load_cloud
+
+    cloud_meta = json.loads((models / "cloud" / "model.json").read_text())
+    assert cloud_meta["edge_model"]["sha256"] == exported["sha256"]
+    assert cloud_meta["split"] == src_split and cloud_meta["encoder"] == "../source"
+    assert isinstance(load_cloud(models / "cloud"), ContextCloudModel)
+    assert {"acc", "mf1", "kappa"} <= set(m["cloud"]) and m["hybrid"]["cloud_model"] == "cloud"
+    assert "| cloud (source CNN + edge history) |" in card and "## Checks" in card
+
     # edge_int8 accuracy is what TFLite Micro gives on the held-out nights.
     index = prepare.load_index(work / "cache" / "sc")
     ids = [n["id"] for n in index["nights"] if n["subject"] in test]

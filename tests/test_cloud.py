@@ -80,8 +80,9 @@ def test_health_and_classify_answer_matches_model(client: httpx.Client, model: S
     r = client.post("/v1/classify", json=body(3), headers=AUTH)
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert set(doc) == {"epoch", "stage", "stage_index", "probs", "model"}
+    assert set(doc) == {"epoch", "stage", "stage_index", "probs", "model", "context_used"}
     assert doc["epoch"] == 3 and doc["model"] == model.name
+    assert doc["context_used"] is False  # a one-epoch model ignores any history
     expected = model.predict_proba(np.asarray(epoch_samples(3), np.float32)[None] * 0.25)[0]
     np.testing.assert_allclose(doc["probs"], expected, rtol=1e-5)
     assert doc["stage_index"] == int(np.argmax(expected))
@@ -152,7 +153,9 @@ def test_microbatcher_batches_concurrent_requests() -> None:
         finally:
             await batcher.stop()
 
-    out = asyncio.run(main())
+    answers = asyncio.run(main())
+    out = [p for p, _ in answers]
+    assert not any(used for _, used in answers)
     assert model.calls == batcher.stats.model_calls
     assert model.calls <= 4, model.batch_sizes  # 24 requests, batches of up to 8
     assert max(model.batch_sizes) == 8 and sum(model.batch_sizes) == 24

@@ -54,6 +54,59 @@ def test_escalations_answered_by_cloud(signal: np.ndarray, reference: list) -> N
     assert cloud_model.calls >= 1
 
 
+class _HistoryRecorder(StandInCloudModel):
+    """The stand-in model, recording the edge history each escalation arrives with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.histories: list = []
+
+    def predict_with_history(self, x_uv: np.ndarray, histories: list) -> tuple[np.ndarray, np.ndarray]:
+        self.histories.extend(histories)
+        return self.predict_proba(x_uv), np.array([h is not None for h in histories])
+
+
+def test_escalations_carry_the_devices_recent_outputs(signal: np.ndarray, reference: list) -> None:
+    """Each escalation carries the RESULT outputs of the last CLOUD_HISTORY_EPOCHS epochs (itself
+    last, absent before the stream began) and the device's model hash from HELLO."""
+    recorder = _HistoryRecorder()
+    with serve(recorder) as url, FakeDevice(timeout_ms=3000) as dev:
+        _rows, summary = run_monitor(MonitorOptions(port=dev.url, signal=signal, cloud=url, token=TOKEN,
+                                                    threshold=THRESHOLD, timeout_ms=3000))
+    results = {m.epoch: m.probs for m in dev.sent_frames if isinstance(m, P.Result)}
+    escalated = [r[0] for r in reference if r[3]]
+    assert summary["escalation"]["with_context"] == len(escalated) == len(recorder.histories)
+
+    def key(present: list[bool], probs: list[tuple[int, ...]]) -> tuple:
+        return tuple(present), tuple(probs)
+
+    expected = []
+    for epoch in escalated:
+        window = range(epoch - C.CLOUD_HISTORY_EPOCHS + 1, epoch + 1)
+        expected.append(key([e >= 0 for e in window], [tuple(results[e]) if e >= 0 else (0,) * 5 for e in window]))
+    got = []
+    for h in recorder.histories:
+        assert h.model_hash_u32 == dev.model_hash and len(h.probs) == C.CLOUD_HISTORY_EPOCHS
+        got.append(key(h.present.tolist(), [tuple(int(v) for v in row) for row in h.probs]))
+    assert sorted(got) == sorted(expected)
+
+
+def test_bridge_history_is_bounded_and_skips_incomplete_epochs() -> None:
+    bridge = EscalationBridge(CloudClient("http://127.0.0.1:9", "t"), lambda m: None, history_epochs=3)
+    assert bridge.history_for(5) is None  # no HELLO yet: no model hash, no history
+    bridge.on_hello(P.Hello(C.PROTOCOL_VERSION, C.FIRMWARE_VERSION, 0xABCD0123, C.FS_HZ, C.EPOCH_SAMPLES, 0.5, 1234))
+    assert bridge.timeout_ms == 1234
+    for e in range(500):
+        bridge.on_result(P.Result(e, e % 5, False, 0, (e % 100, 1, 2, 3, 4), 0.5))
+    bridge.on_result(P.Result(500, C.STAGE_UNKNOWN, False, P.FLAG_INCOMPLETE, (0,) * 5, 0.0))
+    bridge.on_result(P.Result(501, 2, True, 0, (9, 9, 9, 9, 9), 0.3))
+    h, entries = bridge.history_for(501)
+    assert h == 0xABCD0123
+    assert entries == [[99, 1, 2, 3, 4], None, [9, 9, 9, 9, 9]]
+    assert len(bridge._results) <= 4 * 3 + 64
+    bridge.close()
+
+
 def test_cloud_down_device_keeps_its_labels(signal: np.ndarray, reference: list) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with FakeDevice() as dev:
