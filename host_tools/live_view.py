@@ -36,6 +36,7 @@ class ViewState:
     current_source: str = ""
     escalations: int = 0
     answered: int = 0
+    with_context: int = 0  #: answers that used the night's edge history
     failed: int = 0
     resets: int = 0
     gap_epochs: int = 0
@@ -142,7 +143,8 @@ class LiveView:
         conf = "-" if st.current_confidence is None else f"{st.current_confidence:.2f}"
         stage_txt = Text(stage_name(st.current_stage), style=STAGE_COLORS.get(st.current_stage or -1, "") + " bold")
         head.add_row("epoch", Text.assemble(cur, "  stage ", stage_txt, f"  confidence {conf}  ({st.current_source or '-'})"))
-        head.add_row("escalations", f"{st.escalations} sent, {st.answered} answered by the cloud, {st.failed} failed")
+        head.add_row("escalations", f"{st.escalations} sent, {st.answered} answered by the cloud "
+                                    f"({st.with_context} with the night's context), {st.failed} failed")
         if st.resets or st.gap_epochs:
             head.add_row("device resets", Text(f"{st.resets} (gap: {st.gap_epochs} epochs without result)", style="red"))
         link = "  ".join(f"{k} {v}" for k, v in st.link.items())

@@ -299,6 +299,7 @@ class Monitor:
         if self.bridge is not None:
             s = self.bridge.stats()
             st.escalations, st.answered, st.failed = s["escalations"], s["answered"], s["failed"]
+            st.with_context = s["with_context"]
         else:
             st.escalations = sum(r.escalated for r in self.rows.values())
         self.view.update(st, force)
