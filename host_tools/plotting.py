@@ -28,10 +28,14 @@ def _plt() -> Any:
 
 def _save(fig: Any, path: str | Path, note: str | None) -> Path:
     if note:
-        fig.text(0.01, 0.005, note, fontsize=7, color="0.35", ha="left", va="bottom")
+        import textwrap
+
+        # Wrapped to the figure's width and hung below it; the tight bounding box keeps it in.
+        width_chars = max(40, int(fig.get_figwidth() * 72 / (7 * 0.55)))
+        fig.text(0.01, 0.0, textwrap.fill(note, width_chars), fontsize=7, color="0.35", ha="left", va="top")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.1)
     _plt().close(fig)
     return path
 
