@@ -121,6 +121,23 @@ def test_bench_cli_with_yasa_and_threshold_zero(quick_run, tmp_path):
     assert [p["escalated_fraction"] for p in curve] == sorted(p["escalated_fraction"] for p in curve)
 
 
+def test_train_cloud_cli(quick_run, tmp_path, capsys):
+    """`sleepedge train cloud` on the quick run's models: a head over that edge model's outputs."""
+    models = quick_run / "models"
+    out = tmp_path / "cloud"
+    rc = main(["train", "cloud", "--source", str(models / "source"), "--edge", str(models / "edge"),
+               "--cache", str(quick_run / "work" / "cache" / "sc"), "--out", str(out), "--passes", "1", "--quiet"])
+    assert rc == 0
+    assert "held-out subjects" in capsys.readouterr().out
+    meta = json.loads((out / "model.json").read_text())
+    exported = json.loads((models / "edge" / "export.json").read_text())
+    assert meta["edge_model"]["sha256"] == exported["sha256"] and meta["history_length"] == 11
+    assert meta["train"]["passes_run"] == 1 and meta["test"]["n"] > 0
+    from host_tools.cloud_model import load_context_model
+
+    assert load_context_model(out).edge.sha256 == exported["sha256"]
+
+
 def test_corpus_label_checks_hashes(tiny_corpus, tiny_cache, tmp_path):
     from host_tools import prepare
 
