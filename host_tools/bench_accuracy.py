@@ -208,6 +208,14 @@ def bench_accuracy(
         raise SleepEdgeError(f"{cache}: held-out nights hold no epochs")
     cloud_dir = models_dir / "cloud"
     has_cloud = (cloud_dir / "head.keras").is_file()
+    if has_cloud:
+        # The head reads this edge model's outputs; for another one the service would answer
+        # from the epoch alone, and so does the benchmark.
+        from host_tools.cloud_model import load_context_model
+        from host_tools.models import sha256_file
+
+        cloud = load_context_model(cloud_dir)
+        has_cloud = cloud.edge.sha256 == sha256_file(edge_dir / "model.tflite")
     steps = ["source", "edge float", "edge int8"] + (["cloud"] if has_cloud else []) + ["hybrid"] + \
         (["yasa"] if with_yasa else []) + \
         (["filter ablation"] if ablation_passes > 0 else [])
@@ -246,10 +254,9 @@ def bench_accuracy(
             # What the cloud answers an escalation with the night's edge history; the hybrid
             # uses it. Without models/cloud the hybrid falls back to the source CNN.
             step("cloud")
-            from host_tools.cloud_model import load_context_model, night_cloud_probs
+            from host_tools.cloud_model import night_cloud_probs
 
-            p_cloud = night_cloud_probs(load_context_model(cloud_dir), x, raw, nights,
-                                        prepare.load_epoch_numbers(cache, test_ids))
+            p_cloud = night_cloud_probs(cloud, x, raw, nights, prepare.load_epoch_numbers(cache, test_ids))
             report["scores"]["cloud"] = _summary(evaluation.scores(y, p_cloud.argmax(1)))
             bar.advance(task)
         report["hybrid_cloud"] = "cloud" if has_cloud else "source_float"

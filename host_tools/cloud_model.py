@@ -218,8 +218,6 @@ class ContextCloudModel:
 
     def head_proba(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
         """The head on precomputed embeddings and history features."""
-        from host_tools.models import keras  # noqa: F401  (tf_keras must be imported)
-
         return np.asarray(self.head([emb, feats], training=False), dtype=np.float32)
 
     def predict_proba(self, x_uv: np.ndarray) -> np.ndarray:

@@ -121,6 +121,24 @@ def test_bench_cli_with_yasa_and_threshold_zero(quick_run, tmp_path):
     assert [p["escalated_fraction"] for p in curve] == sorted(p["escalated_fraction"] for p in curve)
 
 
+def test_bench_cloud_head_of_another_edge_model_is_not_used(quick_run, tmp_path):
+    """A head trained on another edge model's outputs would read them wrongly: the benchmark,
+    like the service, then escalates to the source CNN alone."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(quick_run / "models", models)
+    meta_path = models / "cloud" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["edge_model"]["sha256"] = "0" * 64
+    meta_path.write_text(json.dumps(meta))
+    r = B.bench_accuracy(quick_run / "work" / "cache" / "sc", models, tmp_path / "bench", with_yasa=False,
+                         ablation_passes=0, progress=False)
+    assert r["hybrid_cloud"] == "source_float" and "cloud" not in r["scores"]
+    full = json.loads((quick_run / "reports" / "bench-accuracy" / "bench-accuracy.json").read_text())
+    assert full["hybrid_cloud"] == "cloud" and "cloud" in full["scores"]
+
+
 def test_train_cloud_cli(quick_run, tmp_path, capsys):
     """`sleepedge train cloud` on the quick run's models: a head over that edge model's outputs."""
     models = quick_run / "models"
