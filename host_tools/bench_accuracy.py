@@ -246,7 +246,7 @@ def bench_accuracy(
         tflm = TflmModel.load(edge_dir)
         raw = tflm.run_int8(tflm.quantize(x))
         stages, _conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
-        p_edge = (raw.astype(np.int32) - tflm.output_zero_point).astype(np.float32) * np.float32(tflm.output_scale)
+        p_edge = tflm.dequantize(raw)
         report["scores"]["edge_int8"] = _summary(evaluation.scores(y, stages))
         bar.advance(task)
 

@@ -147,23 +147,10 @@ def encoder_with_embedding(source: Any) -> Any:
 
 def encode(encoder: Any, x_uv: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(embedding (n, 64), source probs (n, 5)) of filtered uV epochs (n, 3000)."""
-    import tensorflow as tf
+    from host_tools.models import forward
 
-    x = np.asarray(x_uv, np.float32).reshape(-1, C.EPOCH_SAMPLES, 1)
-    fn = getattr(encoder, "_se_forward", None)
-    if fn is None:
-        fn = tf.function(lambda t: encoder(t, training=False),
-                         input_signature=[tf.TensorSpec([None, C.EPOCH_SAMPLES, 1], tf.float32)])
-        encoder._se_forward = fn
-    embs, probs = [], []
-    for i in range(0, len(x), batch):
-        e, p = fn(tf.constant(x[i:i + batch]))
-        embs.append(e.numpy())
-        probs.append(p.numpy())
-    dim = int(encoder.outputs[0].shape[-1])
-    if not embs:
-        return np.zeros((0, dim), np.float32), np.zeros((0, C.N_CLASSES), np.float32)
-    return np.concatenate(embs).astype(np.float32), np.concatenate(probs).astype(np.float32)
+    emb, probs = forward(encoder, x_uv, batch)
+    return emb, probs
 
 
 # --- the model the service runs --------------------------------------------------------------
@@ -241,9 +228,10 @@ def night_cloud_probs(cloud: Any, x_uv: np.ndarray, raw: np.ndarray, nights: np.
     """
     if not isinstance(cloud, ContextCloudModel):
         return np.asarray(cloud.predict_proba(x_uv), np.float32)
+    nights = np.asarray(nights)
     out = np.zeros((len(x_uv), C.N_CLASSES), np.float32)
-    for nid in dict.fromkeys(np.asarray(nights).tolist()):
-        rows = np.flatnonzero(np.asarray(nights) == nid)
+    for nid in dict.fromkeys(nights.tolist()):
+        rows = np.flatnonzero(nights == nid)
         emb, _ = encode(cloud.encoder, x_uv[rows])
         hp, hm = history_windows(raw[rows], epoch_index[rows], cloud.history_length)
         out[rows] = cloud.head_proba(emb, history_features(hp, hm, cloud.edge.output_scale,
@@ -391,7 +379,6 @@ def train_cloud(
     split = (models.load_metadata(source).get("split") or {})
     if not split.get("train") or not split.get("test"):
         raise SleepEdgeError(f"{source / models.META_FILE}: no recorded train/test split to reuse")
-    val = split.get("val") or []
     index = datasets.load_index_checked(cache)
     tflite = resolve_tflite(edge_tflite)
     tflm = TflmModel.load(tflite)

@@ -292,8 +292,9 @@ def load_metadata(model_dir: str | Path) -> dict[str, Any]:
         raise SleepEdgeError(f"{meta}: not valid JSON ({exc})") from exc
 
 
-def predict_proba(model: Any, x_uv: np.ndarray, batch: int = 512) -> np.ndarray:
-    """Softmax outputs of a Keras model for ``(N, 3000)`` or ``(N, 3000, 1)`` epochs, in batches.
+def forward(model: Any, x_uv: np.ndarray, batch: int = 512) -> list[np.ndarray]:
+    """Every output of a Keras model for ``(N, 3000)`` or ``(N, 3000, 1)`` epochs, in batches
+    (float32, one array per output).
 
     Uses a plain compiled forward pass instead of ``model.predict`` so that it behaves the same
     inside and outside a distribution strategy.
@@ -311,10 +312,18 @@ def predict_proba(model: Any, x_uv: np.ndarray, batch: int = 512) -> np.ndarray:
         fn = tf.function(lambda t: model(t, training=False),
                          input_signature=[tf.TensorSpec([None, C.EPOCH_SAMPLES, 1], tf.float32)])
         model._se_forward = fn
-    out = [fn(tf.constant(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]
-    if not out:
-        return np.zeros((0, C.N_CLASSES), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32)
+    parts: list[list[np.ndarray]] = [[] for _ in model.outputs]
+    for i in range(0, len(x), batch):
+        out = fn(tf.constant(x[i:i + batch]))
+        for part, o in zip(parts, out if isinstance(out, (list, tuple)) else [out]):
+            part.append(o.numpy())
+    return [np.concatenate(p).astype(np.float32) if p else np.zeros((0, *_shape(t)), np.float32)
+            for p, t in zip(parts, model.outputs)]
+
+
+def predict_proba(model: Any, x_uv: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Softmax outputs of a one-output Keras model for ``(N, 3000)`` or ``(N, 3000, 1)`` epochs."""
+    return forward(model, x_uv, batch)[0]
 
 
 @dataclass

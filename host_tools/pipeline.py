@@ -201,7 +201,7 @@ def stage_threshold(p: Paths, s: Settings) -> None:
     x, y, _, nights = prepare.load_epochs(p.cache_sc, ids)
     tflm = TflmModel.load(p.train / "compress" / "model.tflite")
     raw = tflm.run_int8(tflm.quantize(x))
-    p_edge = (raw.astype(np.int32) - tflm.output_zero_point).astype(np.float32) * np.float32(tflm.output_scale)
+    p_edge = tflm.dequantize(raw)
     p_cloud = night_cloud_probs(load_context_model(p.train / "cloud"), x, raw, nights,
                                 prepare.load_epoch_numbers(p.cache_sc, ids))
     curve = evaluation.escalation_curve(y, p_edge, p_cloud)

@@ -82,6 +82,11 @@ class TflmModel:
             out[k] = np.asarray(self.interpreter.get_output(0)).reshape(-1)
         return out
 
+    def dequantize(self, raw: np.ndarray) -> np.ndarray:
+        """Raw int8 outputs (n, 5) -> float32 probabilities ``(q - zp) * scale``, as the device."""
+        return (np.asarray(raw, np.int32) - np.int32(self.output_zero_point)).astype(np.float32) \
+            * np.float32(self.output_scale)
+
     def quantize(self, x_filt: np.ndarray) -> np.ndarray:
         """Filtered uV epochs (n, 3000) -> int8 model input, as the firmware quantizes."""
         from host_tools.filters import quantize_model_input
