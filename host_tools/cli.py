@@ -22,22 +22,22 @@ from host_tools.errors import SleepEdgeError
 
 #: (command words, module, one-line help). Order is the order of the pipeline.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
-    (("data", "fetch"), "host_tools.fetch", "download Sleep-EDF Expanded from PhysioNet, SHA-256 checked"),
-    (("data", "synth"), "host_tools.synth", "write a synthetic PSG corpus as Sleep-EDF-style EDF files"),
-    (("data", "prepare"), "host_tools.prepare", "read PSG + hypnogram EDFs into a per-night epoch cache"),
-    (("train", "source"), "host_tools.train", "train the source (cloud) model"),
-    (("train", "cloud"), "host_tools.cloud_model", "train the cloud model: source CNN + the device's recent outputs"),
-    (("transfer", "finetune"), "host_tools.transfer", "fine-tune the source model on k target nights"),
-    (("transfer", "distil"), "host_tools.distil", "distil the source model into the small edge model"),
-    (("compress",), "host_tools.compress", "prune and int8-quantize the edge model"),
-    (("export",), "host_tools.export", "emit C arrays and headers for the firmware"),
-    (("predict",), "host_tools.predict", "host reference of the device: filter + int8 model in TFLM"),
-    (("bench", "accuracy"), "host_tools.bench_accuracy", "accuracy, escalation curve and plots"),
-    (("bench", "device"), "host_tools.bench_device", "flash/RAM/instructions of the firmware on the emulated board"),
-    (("monitor",), "host_tools.monitor", "stream a recording to the device and watch the hypnogram"),
-    (("cloud", "serve"), "host_tools.cloud", "HTTP service running the cloud model on escalations"),
-    (("proxy",), "host_tools.proxy", "bridge a device's escalations to the cloud service"),
-    (("gen-headers",), "host_tools.codegen", "write firmware/generated/sleepedge_constants.h"),
+    (("data", "fetch"), "host_tools.data.fetch", "download Sleep-EDF Expanded from PhysioNet, SHA-256 checked"),
+    (("data", "synth"), "host_tools.data.synth", "write a synthetic PSG corpus as Sleep-EDF-style EDF files"),
+    (("data", "prepare"), "host_tools.data.prepare", "read PSG + hypnogram EDFs into a per-night epoch cache"),
+    (("train", "source"), "host_tools.learn.train", "train the source (cloud) model"),
+    (("train", "cloud"), "host_tools.cloud.model", "train the cloud model: source CNN + the device's recent outputs"),
+    (("transfer", "finetune"), "host_tools.learn.transfer", "fine-tune the source model on k target nights"),
+    (("transfer", "distil"), "host_tools.learn.distil", "distil the source model into the small edge model"),
+    (("compress",), "host_tools.learn.compress", "prune and int8-quantize the edge model"),
+    (("export",), "host_tools.deploy.export", "emit C arrays and headers for the firmware"),
+    (("predict",), "host_tools.deploy.predict", "host reference of the device: filter + int8 model in TFLM"),
+    (("bench", "accuracy"), "host_tools.bench.accuracy", "accuracy, escalation curve and plots"),
+    (("bench", "device"), "host_tools.bench.device", "flash/RAM/instructions of the firmware on the emulated board"),
+    (("monitor",), "host_tools.device.monitor", "stream a recording to the device and watch the hypnogram"),
+    (("cloud", "serve"), "host_tools.cloud.service", "HTTP service running the cloud model on escalations"),
+    (("proxy",), "host_tools.device.proxy", "bridge a device's escalations to the cloud service"),
+    (("gen-headers",), "host_tools.deploy.codegen", "write firmware/generated/sleepedge_constants.h"),
 ]
 
 

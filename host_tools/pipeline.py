@@ -32,9 +32,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from host_tools import REPO_ROOT
 from host_tools.errors import SleepEdgeError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -125,7 +125,7 @@ def _need(module: str) -> Any:
 
 
 def stage_synth(p: Paths, s: Settings, domain: str) -> None:
-    synth = _need("host_tools.synth")
+    synth = _need("host_tools.data.synth")
     out = p.synth_sc if domain == "sc" else p.synth_st
     n = s.sc_subjects if domain == "sc" else s.st_subjects
     if out.exists():
@@ -135,13 +135,13 @@ def stage_synth(p: Paths, s: Settings, domain: str) -> None:
 
 
 def stage_prepare(p: Paths, s: Settings, domain: str) -> None:
-    prepare = _need("host_tools.prepare")
+    prepare = _need("host_tools.data.prepare")
     src, out = (p.synth_sc, p.cache_sc) if domain == "sc" else (p.synth_st, p.cache_st)
     prepare.prepare_corpus(src, out, channel="Fpz-Cz", folds=s.folds, seed=s.seed)
 
 
 def stage_source(p: Paths, s: Settings) -> None:
-    train = _need("host_tools.train")
+    train = _need("host_tools.learn.train")
     first = p.train / "source-phase1"
     train.train_source(p.cache_sc, first, passes=s.source_passes, steps_per_pass=s.source_steps,
                        batch=s.source_batch, val_fold=0, seed=s.seed, verbose=0)
@@ -151,14 +151,14 @@ def stage_source(p: Paths, s: Settings) -> None:
 
 
 def stage_transfer(p: Paths, s: Settings) -> None:
-    transfer = _need("host_tools.transfer")
+    transfer = _need("host_tools.learn.transfer")
     transfer.finetune_curve(p.train / "source", p.cache_st, p.train / "transfer", ks=s.transfer_ks,
                             steps=s.transfer_steps, lr=s.transfer_lr, n_frozen_conv=s.transfer_frozen_conv,
                             seed=s.seed, verbose=0)
 
 
 def stage_distil(p: Paths, s: Settings) -> None:
-    distil = _need("host_tools.distil")
+    distil = _need("host_tools.learn.distil")
     distil.distil(p.train / "source", p.cache_sc, p.train / "edge", passes=s.distil_passes,
                   steps_per_pass=s.distil_steps, batch=s.distil_batch, seed=s.seed, verbose=0)
 
@@ -172,7 +172,7 @@ def _split(p: Paths) -> dict[str, list[str]]:
 
 
 def stage_compress(p: Paths, s: Settings) -> None:
-    from host_tools.compress import compress
+    from host_tools.learn.compress import compress
 
     split = _split(p)
     # Fine-tune on the training side only: validation subjects pick the threshold next.
@@ -182,7 +182,7 @@ def stage_compress(p: Paths, s: Settings) -> None:
 
 
 def stage_cloud(p: Paths, s: Settings) -> None:
-    from host_tools.cloud_model import train_cloud
+    from host_tools.cloud.model import train_cloud
 
     train_cloud(p.train / "source", p.train / "compress" / "model.tflite", p.cache_sc, p.train / "cloud",
                 history=s.cloud_history, passes=s.cloud_passes, seed=s.seed, progress=False)
@@ -190,9 +190,10 @@ def stage_cloud(p: Paths, s: Settings) -> None:
 
 def stage_threshold(p: Paths, s: Settings) -> None:
     """Recommended threshold from the validation subjects (never the test ones)."""
-    from host_tools import datasets, evaluation, prepare
-    from host_tools.cloud_model import load_context_model, night_cloud_probs
-    from host_tools.predict import TflmModel
+    from host_tools.data import datasets, prepare
+    from host_tools import evaluation
+    from host_tools.cloud.model import load_context_model, night_cloud_probs
+    from host_tools.deploy.predict import TflmModel
 
     split = _split(p)
     subjects = split.get("val") or split["train"]
@@ -215,10 +216,10 @@ def stage_threshold(p: Paths, s: Settings) -> None:
 
 
 def stage_export(p: Paths, s: Settings) -> None:
-    from host_tools import models
-    from host_tools.export import export
+    from host_tools.learn import models
+    from host_tools.deploy.export import export
 
-    from host_tools.export import NEVER_ESCALATE
+    from host_tools.deploy.export import NEVER_ESCALATE
 
     # A recommended 0 means "never escalate"; the header wants a positive value with that effect.
     threshold = max(json.loads((p.train / "threshold.json").read_text())["recommended"]["threshold"],
@@ -238,7 +239,7 @@ def stage_export(p: Paths, s: Settings) -> None:
 
 def _copy_source(src: Path, dst: Path) -> None:
     """The cloud model without optimizer state (a third of the size), metadata sha256 updated."""
-    from host_tools import models
+    from host_tools.learn import models
 
     if dst.exists():
         shutil.rmtree(dst)
@@ -251,8 +252,8 @@ def _copy_source(src: Path, dst: Path) -> None:
 
 def _copy_cloud(src: Path, dst: Path, encoder: Path) -> None:
     """The context head, pointing at the copied encoder (same weights, new file hash)."""
-    from host_tools import models
-    from host_tools.cloud_model import HEAD_FILE, META_FILE
+    from host_tools.learn import models
+    from host_tools.cloud.model import HEAD_FILE, META_FILE
 
     if dst.exists():
         shutil.rmtree(dst)
@@ -269,7 +270,7 @@ def _copy_cloud(src: Path, dst: Path, encoder: Path) -> None:
 
 
 def stage_bench(p: Paths, s: Settings) -> None:
-    from host_tools.bench_accuracy import bench_accuracy
+    from host_tools.bench.accuracy import bench_accuracy
 
     bench_accuracy(p.cache_sc, p.models, p.reports, test_subjects=_split(p)["test"],
                    max_escalated=s.max_escalated, with_yasa=s.yasa, ablation_passes=s.ablation_passes,
@@ -333,7 +334,7 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
     if distil.get("edge"):
         m["edge_budget"] = distil["edge"]
     elif float_edge.is_file():
-        from host_tools import models
+        from host_tools.learn import models
 
         m["edge_budget"] = models.edge_budget(models.load_keras_model(float_edge))
     for key in ("alone", "distilled"):
@@ -416,7 +417,7 @@ def model_card(m: dict[str, Any], command: str) -> str:
     """models/MODEL_CARD.md text."""
     e, h, c = m["edge_int8"], m["hybrid"], m.get("cloud")
     budget = m.get("edge_budget") or {}
-    warn = ("**All figures below come from a SYNTHETIC corpus generated by `host_tools.synth` (real Sleep-EDF "
+    warn = ("**All figures below come from a SYNTHETIC corpus generated by `host_tools.data.synth` (real Sleep-EDF "
             "hypnograms may drive the stage sequences, but every signal is generated). They describe the "
             "generator, not Sleep-EDF and not real patients.**") if m["synthetic"] else ""
     lines = [

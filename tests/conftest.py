@@ -29,13 +29,13 @@ def have_arm_toolchain() -> bool:
 
 
 # --- tiny corpora shared by the data, model and firmware tests ----------------------------------
-# Built once per test session from the project's own synthetic PSG generator (host_tools.synth)
-# and the real loading path (host_tools.prepare).
+# Built once per test session from the project's own synthetic PSG generator (host_tools.data.synth)
+# and the real loading path (host_tools.data.prepare).
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """3 subjects x 2 nights of synthetic Sleep-EDF-style SC recordings, 90 min each."""
-    from host_tools.synth import generate_corpus
+    from host_tools.data.synth import generate_corpus
 
     out = tmp_path_factory.mktemp("corpus_sc")
     generate_corpus(out, n_subjects=3, nights=2, domain="sc", seed=7, night_minutes=90)
@@ -45,7 +45,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_st_corpus(tmp_path_factory) -> Path:
     """3 subjects x 2 nights of the synthetic telemetry-like (ST) domain, 90 min each."""
-    from host_tools.synth import generate_corpus
+    from host_tools.data.synth import generate_corpus
 
     out = tmp_path_factory.mktemp("corpus_st")
     generate_corpus(out, n_subjects=3, nights=2, domain="st", seed=8, night_minutes=90)
@@ -54,7 +54,7 @@ def tiny_st_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cache(tiny_corpus, tmp_path_factory) -> Path:
-    from host_tools.prepare import prepare_corpus
+    from host_tools.data.prepare import prepare_corpus
 
     out = tmp_path_factory.mktemp("cache_sc")
     prepare_corpus(tiny_corpus, out, channel="Fpz-Cz", folds=3)
@@ -63,7 +63,7 @@ def tiny_cache(tiny_corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_st_cache(tiny_st_corpus, tmp_path_factory) -> Path:
-    from host_tools.prepare import prepare_corpus
+    from host_tools.data.prepare import prepare_corpus
 
     out = tmp_path_factory.mktemp("cache_st")
     prepare_corpus(tiny_st_corpus, out, channel="Fpz-Cz", folds=3)
@@ -81,10 +81,10 @@ def export_random_edge_model(out: Path, signal_raw, *, seed: int, threshold: flo
     import numpy as np
 
     from host_tools import constants as C
-    from host_tools.c_export import export_model
-    from host_tools.compress import convert_int8
-    from host_tools.filters import filter_device
-    from host_tools.models import build_edge_cnn
+    from host_tools.deploy.c_export import export_model
+    from host_tools.learn.compress import convert_int8
+    from host_tools.data.filters import filter_device
+    from host_tools.learn.models import build_edge_cnn
 
     rep = filter_device(signal_raw * C.SAMPLE_UV_PER_LSB).reshape(-1, C.EPOCH_SAMPLES)
     rep = np.clip(rep, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)

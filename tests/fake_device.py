@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from host_tools import constants as C
-from host_tools import filters
-from host_tools import protocol as P
+from host_tools.data import filters
+from host_tools.device import protocol as P
 
 
 class StandInCloudModel:

@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-from host_tools import bench_accuracy as B
+from host_tools.bench import accuracy as B
 from host_tools import pipeline
 from host_tools.cli import main
 
@@ -24,13 +24,13 @@ def _c_export_stub(out_dir, *, threshold, name, tflite_path=None):  # pragma: no
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """`python -m host_tools.pipeline --quick --out DIR`, in process. Until the engine's
-    host_tools.c_export lands, a stand-in writes a placeholder header for it."""
+    host_tools.deploy.c_export lands, a stand-in writes a placeholder header for it."""
     mp = pytest.MonkeyPatch()
-    if importlib.util.find_spec("host_tools.c_export") is None:
-        stub = types.ModuleType("host_tools.c_export")
+    if importlib.util.find_spec("host_tools.deploy.c_export") is None:
+        stub = types.ModuleType("host_tools.deploy.c_export")
         stub.export_model = lambda tflite_path, out_dir, *, threshold, name: _c_export_stub(
             out_dir, threshold=threshold, name=name)
-        mp.setitem(sys.modules, "host_tools.c_export", stub)
+        mp.setitem(sys.modules, "host_tools.deploy.c_export", stub)
     out = tmp_path_factory.mktemp("quick")
     try:
         assert pipeline.main(["--quick", "--out", str(out)]) == 0
@@ -40,8 +40,8 @@ def quick_run(tmp_path_factory):
 
 
 def test_quick_pipeline_outputs(quick_run):
-    from host_tools import prepare
-    from host_tools.predict import predict_epochs_int8
+    from host_tools.data import prepare
+    from host_tools.deploy.predict import predict_epochs_int8
 
     models, work = quick_run / "models", quick_run / "work"
     m = json.loads((models / "metrics.json").read_text())
@@ -72,7 +72,7 @@ def test_quick_pipeline_outputs(quick_run):
 
     # The cloud model: a head trained on exactly the exported edge model's outputs, over the
     # exported source CNN, on the source split; the hybrid escalates to it.
-    from host_tools.cloud_model import ContextCloudModel, load_cloud
+    from host_tools.cloud.model import ContextCloudModel, load_cloud
 
     cloud_meta = json.loads((models / "cloud" / "model.json").read_text())
     assert cloud_meta["edge_model"]["sha256"] == exported["sha256"]
@@ -151,13 +151,13 @@ def test_train_cloud_cli(quick_run, tmp_path, capsys):
     exported = json.loads((models / "edge" / "export.json").read_text())
     assert meta["edge_model"]["sha256"] == exported["sha256"] and meta["history_length"] == 11
     assert meta["train"]["passes_run"] == 1 and meta["test"]["n"] > 0
-    from host_tools.cloud_model import load_context_model
+    from host_tools.cloud.model import load_context_model
 
     assert load_context_model(out).edge.sha256 == exported["sha256"]
 
 
 def test_corpus_label_checks_hashes(tiny_corpus, tiny_cache, tmp_path):
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     index = prepare.load_index(tiny_cache)
     ids = [index["nights"][0]["id"]]

@@ -1,4 +1,4 @@
-"""host_tools.c_export: model_data.{c,h} hold exactly the .tflite, the macros match its
+"""host_tools.deploy.c_export: model_data.{c,h} hold exactly the .tflite, the macros match its
 quantization, the C compiles (host and Cortex-M4), and se_model_native.c over the export gives
 TFLM's outputs through the se_model.h API."""
 
@@ -52,7 +52,7 @@ def _epoch_model(seed: int, n_out: int = C.N_CLASSES, length: int = C.EPOCH_SAMP
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> tuple[Path, Path, bytes]:
-    from host_tools.c_export import export_model
+    from host_tools.deploy.c_export import export_model
 
     d = tmp_path_factory.mktemp("export")
     data = _epoch_model(3)
@@ -148,7 +148,7 @@ def test_export_compiles_for_cortex_m4(exported, tmp_path: Path) -> None:
 # --- bad inputs ----------------------------------------------------------------------------
 
 def test_wrong_input_size_is_rejected(tmp_path: Path) -> None:
-    from host_tools.c_export import export_model
+    from host_tools.deploy.c_export import export_model
 
     tfl = tmp_path / "short.tflite"
     tfl.write_bytes(_epoch_model(1, length=600))
@@ -159,7 +159,7 @@ def test_wrong_input_size_is_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5, float("nan")])
 def test_bad_threshold_is_rejected(exported, tmp_path: Path, threshold: float) -> None:
-    from host_tools.c_export import export_model
+    from host_tools.deploy.c_export import export_model
 
     tfl, _, _ = exported
     with pytest.raises(SleepEdgeError, match="threshold"):
@@ -168,7 +168,7 @@ def test_bad_threshold_is_rejected(exported, tmp_path: Path, threshold: float) -
 
 @pytest.mark.parametrize("name", ["", "has space", 'quo"te', "x" * 65])
 def test_bad_name_is_rejected(exported, tmp_path: Path, name: str) -> None:
-    from host_tools.c_export import export_model
+    from host_tools.deploy.c_export import export_model
 
     tfl, _, _ = exported
     with pytest.raises(SleepEdgeError, match="model name"):
@@ -176,7 +176,7 @@ def test_bad_name_is_rejected(exported, tmp_path: Path, name: str) -> None:
 
 
 def test_missing_and_corrupt_files(tmp_path: Path) -> None:
-    from host_tools.c_export import export_model
+    from host_tools.deploy.c_export import export_model
 
     with pytest.raises(SleepEdgeError, match="missing.tflite: cannot read"):
         export_model(tmp_path / "missing.tflite", tmp_path, threshold=0.6, name="x")

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host_tools import calibration as K
-from host_tools import cli, synth
+from host_tools.data import calibration as K
+from host_tools import cli
+from host_tools.data import synth
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 

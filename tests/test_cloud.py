@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools.cloud import MicroBatcher, create_app, parse_classify_request, RequestError
+from host_tools.cloud.service import MicroBatcher, create_app, parse_classify_request, RequestError
 from tests.fake_device import StandInCloudModel
 
 TOKEN = "test-token-123"

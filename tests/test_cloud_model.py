@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import cloud_model as CM
+from host_tools.cloud import model as CM
 from host_tools.errors import SleepEdgeError
 from tests.test_cloud import AUTH, body, epoch_samples, serve
 
@@ -53,7 +53,7 @@ def test_history_features_dequantize_and_zero_absent_entries() -> None:
 @pytest.fixture(scope="module")
 def context_model():
     """An untrained source CNN + an untrained head: real computations, known edge identity."""
-    from host_tools import models
+    from host_tools.learn import models
 
     src = models.build_source_cnn(seed=3)
     head = CM.build_head(64, 4, seed=5)
@@ -133,7 +133,7 @@ def test_service_answers_with_context(context_model) -> None:
     ],
 )
 def test_history_validation(override: dict, fragment: str) -> None:
-    from host_tools.cloud import RequestError, parse_classify_request
+    from host_tools.cloud.service import RequestError, parse_classify_request
 
     with pytest.raises(RequestError) as err:
         parse_classify_request(json.dumps(body(**override)).encode())
@@ -141,7 +141,7 @@ def test_history_validation(override: dict, fragment: str) -> None:
 
 
 def _save_cloud_dir(tmp_path, context_model):
-    from host_tools import models
+    from host_tools.learn import models
 
     src_dir = tmp_path / "source"
     src = models.build_source_cnn(seed=3)

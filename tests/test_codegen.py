@@ -8,9 +8,10 @@ import sys
 
 import numpy as np
 
-from host_tools import codegen, constants as C
+from host_tools.deploy import codegen
+from host_tools import constants as C
 from host_tools.cli import main
-from host_tools.filters import design_sos
+from host_tools.data.filters import design_sos
 
 
 def test_committed_header_is_up_to_date():

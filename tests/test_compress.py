@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from host_tools import compress as cp
+from host_tools.learn import compress as cp
 from host_tools import constants as C
 from host_tools.cli import main
 from host_tools.errors import SleepEdgeError
@@ -16,7 +16,7 @@ from host_tools.errors import SleepEdgeError
 @pytest.fixture(scope="module")
 def edge_model_dir(tmp_path_factory):
     """The project's edge CNN (untrained weights, fixed seed) saved like distil saves it."""
-    from host_tools import models
+    from host_tools.learn import models
 
     out = tmp_path_factory.mktemp("edge_float")
     models.save_model(models.build_edge_cnn(seed=1), out, {"note": "test"})
@@ -34,8 +34,9 @@ def _kernel_zero_fraction(model) -> float:
 
 
 def test_compress_cli_end_to_end(tiny_cache, edge_model_dir, tmp_path, capsys):
-    from host_tools import models, prepare
-    from host_tools.predict import predict_epochs_int8
+    from host_tools.learn import models
+    from host_tools.data import prepare
+    from host_tools.deploy.predict import predict_epochs_int8
 
     out = tmp_path / "c"
     rc = main(["compress", "--model", str(edge_model_dir), "--cache", str(tiny_cache), "--out", str(out),
@@ -109,7 +110,7 @@ def test_unsupported_op_is_rejected():
 
 
 def test_prune_then_qat_keeps_zeros_and_converts():
-    from host_tools import models
+    from host_tools.learn import models
 
     rng = np.random.default_rng(2)
     x = rng.normal(0, 50, (256, C.EPOCH_SAMPLES)).astype(np.float32)
@@ -146,7 +147,7 @@ def test_bad_inputs(tmp_path, tiny_cache, edge_model_dir, capsys):
         cp.split_cache(tmp_path)
     with pytest.raises(SleepEdgeError, match="unknown test subjects"):
         cp.split_cache(tiny_cache, ["SC499"])
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     subjects = sorted({n["subject"] for n in prepare.load_index(tiny_cache)["nights"]})
     with pytest.raises(SleepEdgeError, match="disjoint"):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from host_tools.models import load_metadata
+from host_tools.learn.models import load_metadata
 
 TIMEOUT_S = 240
 
@@ -28,7 +28,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def test_mirrored_strategy_no_filter(tiny_cache, tmp_path):
-    from host_tools.train import train_source
+    from host_tools.learn.train import train_source
 
     out = tmp_path / "mirrored"
     m = train_source(tiny_cache, out, passes=1, steps_per_pass=2, batch=8, strategy="mirrored",

@@ -29,8 +29,8 @@ TIMEOUT_MS = 3000  # QEMU runs on wall-clock time; long enough for a cloud round
 
 @pytest.fixture(scope="module")
 def signal_raw() -> np.ndarray:
-    from host_tools.bench_device import synthetic_eeg
-    from host_tools.filters import to_device_samples
+    from host_tools.bench.device import synthetic_eeg
+    from host_tools.data.filters import to_device_samples
 
     return to_device_samples(synthetic_eeg(N_EPOCHS, seed=11))
 
@@ -43,7 +43,7 @@ def model_dir(tmp_path_factory, signal_raw) -> Path:
 
 @pytest.fixture(scope="module")
 def firmware_elf(model_dir, tmp_path_factory) -> Path:
-    from host_tools.device import build_firmware
+    from host_tools.device.emulator import build_firmware
 
     return build_firmware(model_dir, tmp_path_factory.mktemp("e2e_fw"))
 
@@ -52,8 +52,8 @@ def firmware_elf(model_dir, tmp_path_factory) -> Path:
 def host_edge(model_dir, signal_raw) -> tuple[np.ndarray, np.ndarray, float]:
     """The host's int8 predictions (TFLM) for the whole stream, and a threshold that escalates
     roughly a third of the epochs of this random model."""
-    from host_tools.filters import filter_device
-    from host_tools.predict import predict_epochs_int8
+    from host_tools.data.filters import filter_device
+    from host_tools.deploy.predict import predict_epochs_int8
 
     y = filter_device(signal_raw * C.SAMPLE_UV_PER_LSB).reshape(N_EPOCHS, C.EPOCH_SAMPLES)
     _raw, stages, conf = predict_epochs_int8(model_dir, y)
@@ -62,7 +62,7 @@ def host_edge(model_dir, signal_raw) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def _filtered_int16(signal_raw: np.ndarray, first_epoch: int, n: int) -> np.ndarray:
-    from host_tools.filters import filter_causal, from_device_samples
+    from host_tools.data.filters import filter_causal, from_device_samples
 
     seg = signal_raw[first_epoch * C.EPOCH_SAMPLES:(first_epoch + n) * C.EPOCH_SAMPLES]
     y, _ = filter_causal(from_device_samples(seg))
@@ -71,8 +71,8 @@ def _filtered_int16(signal_raw: np.ndarray, first_epoch: int, n: int) -> np.ndar
 
 
 def test_qemu_proxy_cloud_every_epoch(firmware_elf, signal_raw, host_edge) -> None:
-    from host_tools.device import QemuDevice
-    from host_tools.monitor import MonitorOptions, run_monitor
+    from host_tools.device.emulator import QemuDevice
+    from host_tools.device.monitor import MonitorOptions, run_monitor
 
     stages, conf, threshold = host_edge
     cloud = StandInCloudModel()
@@ -102,8 +102,8 @@ def test_qemu_proxy_cloud_every_epoch(firmware_elf, signal_raw, host_edge) -> No
 def test_qemu_cloud_down_and_corrupted_link(firmware_elf, signal_raw, host_edge) -> None:
     """Cloud unreachable and bytes flipped on the way to the device: the device times out to its
     own labels, drops and counts bad frames, reports incomplete epochs; every epoch has a row."""
-    from host_tools.device import QemuDevice
-    from host_tools.monitor import MonitorOptions, run_monitor
+    from host_tools.device.emulator import QemuDevice
+    from host_tools.device.monitor import MonitorOptions, run_monitor
 
     stages, _conf, threshold = host_edge
     n = 16
@@ -130,10 +130,10 @@ def test_qemu_board_reset_mid_stream(firmware_elf, model_dir, signal_raw, host_e
     HELLO mid-stream, the monitor resumes at the next epoch boundary and reports the gap."""
     import threading
 
-    from host_tools.device import QemuDevice
-    from host_tools.filters import filter_causal, from_device_samples
-    from host_tools.monitor import Monitor, MonitorOptions
-    from host_tools.predict import predict_epochs_int8
+    from host_tools.device.emulator import QemuDevice
+    from host_tools.data.filters import filter_causal, from_device_samples
+    from host_tools.device.monitor import Monitor, MonitorOptions
+    from host_tools.deploy.predict import predict_epochs_int8
 
     stages, _conf, _threshold = host_edge
     n = 12

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host_tools import edf_io
+from host_tools.data import edf_io
 from host_tools.constants import RK_TO_AASM
 from host_tools.errors import SleepEdgeError
 

@@ -48,14 +48,14 @@ def _model(seed: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=None)
-def _plan(seed: int):  # -> host_tools.plan.Plan
-    from host_tools.plan import build_plan
+def _plan(seed: int):  # -> host_tools.deploy.plan.Plan
+    from host_tools.deploy.plan import build_plan
 
     return build_plan(_model(seed), f"seed{seed}")
 
 
 def _write_plan(seed: int, d: Path) -> None:
-    from host_tools.plan import plan_to_c
+    from host_tools.deploy.plan import plan_to_c
 
     h, c = plan_to_c(_plan(seed))
     d.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def engine_lib(tmp_path_factory) -> ctypes.CDLL:
 def test_requantization_is_tflm_double_rounding(engine_lib: ctypes.CDLL) -> None:
     """The C helper equals gemmlowp double rounding, which the TFLM package uses (the bit-exact
     model tests above fail with single rounding); single rounding differs on these inputs."""
-    from host_tools.plan import quantize_multiplier
+    from host_tools.deploy.plan import quantize_multiplier
 
     rng = np.random.default_rng(5)
     differs = 0
@@ -192,7 +192,7 @@ def test_requantization_is_tflm_double_rounding(engine_lib: ctypes.CDLL) -> None
 
 @pytest.mark.parametrize("real", [0.5, 1.0, 0.75, 1e-3, 3.0, 2.0 ** -40])
 def test_quantize_multiplier(real: float) -> None:
-    from host_tools.plan import quantize_multiplier
+    from host_tools.deploy.plan import quantize_multiplier
 
     m, shift = quantize_multiplier(real)
     if real < 2.0 ** -32:
@@ -234,7 +234,7 @@ def test_engine_run_rejects_bad_arguments(engine_lib: ctypes.CDLL, tmp_path: Pat
 # --- bad models ----------------------------------------------------------------------------
 
 def test_unsupported_operator_is_named() -> None:
-    from host_tools.plan import build_plan
+    from host_tools.deploy.plan import build_plan
 
     H.quiet_tf()
     import tf_keras as keras
@@ -248,7 +248,7 @@ def test_unsupported_operator_is_named() -> None:
 
 
 def test_float_model_is_rejected() -> None:
-    from host_tools.plan import build_plan
+    from host_tools.deploy.plan import build_plan
 
     H.quiet_tf()
     import tensorflow as tf
@@ -263,14 +263,14 @@ def test_float_model_is_rejected() -> None:
 
 @pytest.mark.parametrize("blob", [b"", b"not a flatbuffer at all", bytes(range(256)) * 4])
 def test_garbage_is_rejected(blob: bytes) -> None:
-    from host_tools.plan import build_plan
+    from host_tools.deploy.plan import build_plan
 
     with pytest.raises(SleepEdgeError, match="junk.tflite"):
         build_plan(blob, "junk.tflite")
 
 
 def test_write_plan_missing_file(tmp_path: Path) -> None:
-    from host_tools.plan import write_plan
+    from host_tools.deploy.plan import write_plan
 
     with pytest.raises(SleepEdgeError, match="nope.tflite: cannot read"):
         write_plan(tmp_path / "nope.tflite", tmp_path)

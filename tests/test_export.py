@@ -10,12 +10,12 @@ import types
 import numpy as np
 import pytest
 
-from host_tools import codegen
+from host_tools.deploy import codegen
 from host_tools import constants as C
 from host_tools.cli import main
 from host_tools.errors import SleepEdgeError
 
-HAVE_C_EXPORT = importlib.util.find_spec("host_tools.c_export") is not None
+HAVE_C_EXPORT = importlib.util.find_spec("host_tools.deploy.c_export") is not None
 
 
 @pytest.fixture
@@ -25,13 +25,13 @@ def c_export_calls(monkeypatch):
     calls: list[dict] = []
     if HAVE_C_EXPORT:
         return None
-    stub = types.ModuleType("host_tools.c_export")
+    stub = types.ModuleType("host_tools.deploy.c_export")
 
     def export_model(tflite_path, out_dir, *, threshold, name):
         calls.append({"tflite": tflite_path, "out": out_dir, "threshold": threshold, "name": name})
 
     stub.export_model = export_model
-    monkeypatch.setitem(sys.modules, "host_tools.c_export", stub)
+    monkeypatch.setitem(sys.modules, "host_tools.deploy.c_export", stub)
     import host_tools
 
     monkeypatch.setattr(host_tools, "c_export", stub, raising=False)
@@ -40,7 +40,8 @@ def c_export_calls(monkeypatch):
 
 @pytest.fixture(scope="module")
 def int8_tflite(tiny_cache, tmp_path_factory):
-    from host_tools import compress, models, prepare
+    from host_tools.learn import compress, models
+    from host_tools.data import prepare
 
     x, _, _, _ = prepare.load_epochs(tiny_cache)
     path = tmp_path_factory.mktemp("int8") / "edge.tflite"
@@ -49,8 +50,8 @@ def int8_tflite(tiny_cache, tmp_path_factory):
 
 
 def test_export_end_to_end(int8_tflite, tiny_cache, tmp_path, c_export_calls, capsys):
-    from host_tools.predict import TflmModel
-    from host_tools.filters import quantize_model_input
+    from host_tools.deploy.predict import TflmModel
+    from host_tools.data.filters import quantize_model_input
 
     out = tmp_path / "edge"
     header = tmp_path / "sleepedge_constants.h"
@@ -91,14 +92,14 @@ def test_export_end_to_end(int8_tflite, tiny_cache, tmp_path, c_export_calls, ca
 
 
 def test_export_without_cache_uses_filtered_noise(int8_tflite, tmp_path, c_export_calls):
-    from host_tools.export import export
+    from host_tools.deploy.export import export
 
     r = export(int8_tflite, tmp_path / "e", threshold=0.7, n_check=5, header=tmp_path / "h.h")
     assert r["tflm_vs_tflite"]["epochs"] == 5 and "noise" in r["tflm_vs_tflite"]["epochs_from"]
 
 
 def test_bad_inputs(int8_tflite, tmp_path, c_export_calls, capsys):
-    from host_tools.export import export
+    from host_tools.deploy.export import export
 
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"hello world, not a flatbuffer")

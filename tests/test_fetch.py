@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host_tools import cli, fetch
+from host_tools import cli
+from host_tools.data import fetch
 from host_tools.errors import SleepEdgeError
 
 SC = "sleep-cassette"

@@ -2,7 +2,7 @@ import numpy as np
 import scipy.signal
 
 from host_tools import constants as C
-from host_tools import filters
+from host_tools.data import filters
 
 
 def test_design_is_butterworth_bandpass():

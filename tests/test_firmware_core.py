@@ -19,8 +19,8 @@ import pytest
 import scipy.signal
 
 from host_tools import constants as C
-from host_tools import filters
-from host_tools import protocol as P
+from host_tools.data import filters
+from host_tools.device import protocol as P
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FW_TESTS = REPO_ROOT / "firmware" / "tests"

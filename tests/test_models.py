@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import models as M
+from host_tools.learn import models as M
 from host_tools.errors import SleepEdgeError
 
 ALLOWED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
@@ -23,8 +23,8 @@ def edge_model():
 
 def test_model_modules_do_not_import_tensorflow():
     # `sleepedge --help` imports every command module: they must not pull in TensorFlow.
-    code = ("import sys, host_tools.models, host_tools.datasets, host_tools.train, host_tools.transfer, "
-            "host_tools.distil; print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)")
+    code = ("import sys, host_tools.learn.models, host_tools.data.datasets, host_tools.learn.train, host_tools.learn.transfer, "
+            "host_tools.learn.distil; print('tensorflow' in sys.modules, 'tf_keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -121,7 +121,7 @@ def test_edge_int8_conversion_uses_only_firmware_ops(edge_model):
 def test_edge_model_learns_separable_rhythms():
     """Five classes of clipped sinusoids at distinct frequencies, raw uV in: the architecture,
     the BN-absorbed input scale and the clipping must let it separate them in a few passes."""
-    from host_tools.datasets import make_dataset, prepare_inputs
+    from host_tools.data.datasets import make_dataset, prepare_inputs
 
     rng = np.random.default_rng(3)
     t = np.arange(C.EPOCH_SAMPLES) / C.FS_HZ

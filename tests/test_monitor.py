@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import edf_io
+from host_tools.data import edf_io
 from host_tools.cli import main
-from host_tools.filters import from_device_samples
-from host_tools.live_view import LiveView, ViewState
-from host_tools.monitor import MonitorOptions, expert_labels, run_monitor, sleep_period
+from host_tools.data.filters import from_device_samples
+from host_tools.device.live_view import LiveView, ViewState
+from host_tools.device.monitor import MonitorOptions, expert_labels, run_monitor, sleep_period
 from tests.fake_device import FakeDevice, FakeDeviceFaults, TcpRelay, edge_reference, stream_signal
 
 N = 14
@@ -39,7 +39,7 @@ def recording(tmp_path_factory) -> tuple[Path, Path, np.ndarray, np.ndarray]:
 def test_cli_writes_all_outputs(recording, tmp_path: Path, capsys) -> None:
     psg, hyp, _sig, expert = recording
     signal, _fs, _start = edf_io.read_psg_channel(psg, "Fpz-Cz")
-    from host_tools.filters import to_device_samples
+    from host_tools.data.filters import to_device_samples
 
     dev_sig = to_device_samples(signal)
     ref = edge_reference(dev_sig, 1, N, threshold=0.9)
@@ -156,7 +156,7 @@ def test_no_device_answering(recording, capsys) -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         from host_tools.errors import SleepEdgeError
-        from host_tools.monitor import Monitor
+        from host_tools.device.monitor import Monitor
 
         m = Monitor(MonitorOptions(port=f"socket://127.0.0.1:{silent.getsockname()[1]}",
                                    signal=stream_signal(2), hello_timeout_s=0.5))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import predict as P
+from host_tools.deploy import predict as P
 from host_tools.cli import main
 from host_tools.errors import SleepEdgeError
 
@@ -16,7 +16,8 @@ from host_tools.errors import SleepEdgeError
 @pytest.fixture(scope="module")
 def int8_model(tiny_cache, tmp_path_factory):
     """A full-int8 edge CNN (untrained weights) calibrated on the tiny cache's epochs."""
-    from host_tools import compress, models, prepare
+    from host_tools.learn import compress, models
+    from host_tools.data import prepare
 
     x, _, _, _ = prepare.load_epochs(tiny_cache)
     tflite = compress.convert_int8(models.build_edge_cnn(seed=3), compress.representative_epochs(x, n=64))
@@ -34,7 +35,8 @@ def test_decide_dequantizes_like_the_device():
 
 
 def test_tflm_agrees_with_tflite_reference_kernels(int8_model, tiny_cache):
-    from host_tools import compress, prepare
+    from host_tools.learn import compress
+    from host_tools.data import prepare
 
     x, _, _, _ = prepare.load_epochs(tiny_cache)
     x = x[:: max(1, len(x) // 40)]
@@ -52,7 +54,7 @@ def test_tflm_agrees_with_tflite_reference_kernels(int8_model, tiny_cache):
 
 def test_predict_cli_on_a_recording_matches_the_cache(int8_model, tiny_corpus, tiny_cache, tmp_path):
     """The CSV for a PSG equals the model run on prepare's cached epochs (same filter, same cut)."""
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     index = prepare.load_index(tiny_cache)
     night = index["nights"][0]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host_tools import cli, edf_io, filters, prepare
+from host_tools import cli
+from host_tools.data import edf_io, filters, prepare
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
@@ -354,7 +355,7 @@ def test_missing_input_folder_exits_2(tmp_path: Path, capsys) -> None:
 # --- the project's synthetic corpus, when the generator is in the tree ------------------------
 
 def test_tiny_cache_is_consistent(request: pytest.FixtureRequest) -> None:
-    pytest.importorskip("host_tools.synth")
+    pytest.importorskip("host_tools.data.synth")
     tiny_cache: Path = request.getfixturevalue("tiny_cache")
     index = prepare.load_index(tiny_cache)
     assert len(index["nights"]) == 6 and len(index["folds"]) == 3

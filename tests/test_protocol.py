@@ -1,4 +1,4 @@
-"""host_tools.protocol: framing, messages, corruption handling, and agreement with the C core.
+"""host_tools.device.protocol: framing, messages, corruption handling, and agreement with the C core.
 
 The cross-language tests run firmware/tests/frame_tool (built with host gcc by the Makefile in
 firmware/tests): C-encoded frames must decode in Python and equal Python's encoding byte for byte,
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import protocol as P
+from host_tools.device import protocol as P
 from host_tools.errors import SleepEdgeError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

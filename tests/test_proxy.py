@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import protocol as P
-from host_tools.monitor import MonitorOptions, run_monitor
-from host_tools.proxy import CloudClient, CloudError, DeviceLink, EscalationBridge
+from host_tools.device import protocol as P
+from host_tools.device.monitor import MonitorOptions, run_monitor
+from host_tools.device.proxy import CloudClient, CloudError, DeviceLink, EscalationBridge
 from tests.fake_device import FakeDevice, StandInCloudModel, edge_reference, stream_signal
 from tests.test_cloud import TOKEN, free_port, serve
 

@@ -3,7 +3,7 @@ against the host's TFLM interpreter, the device benchmark, and bad inputs to the
 
 The model is the project's edge CNN (``models.build_edge_cnn``) with untrained random weights,
 converted to full int8 and exported with ``c_export`` into a temporary folder, so the test does
-not depend on a trained model being present. The signal is synthetic EEG (``host_tools.synth``).
+not depend on a trained model being present. The signal is synthetic EEG (``host_tools.data.synth``).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ THRESHOLD = 0.65  # not the firmware default (0.60): HELLO must report the expor
 @pytest.fixture(scope="module")
 def signal_raw() -> np.ndarray:
     """N_EPOCHS of synthetic Fpz-Cz EEG as the int16 device samples the host streams."""
-    from host_tools.bench_device import synthetic_eeg
-    from host_tools.filters import to_device_samples
+    from host_tools.bench.device import synthetic_eeg
+    from host_tools.data.filters import to_device_samples
 
     return to_device_samples(synthetic_eeg(N_EPOCHS, seed=3))
 
@@ -52,14 +52,14 @@ def model_dir(tmp_path_factory, signal_raw) -> Path:
 
 @pytest.fixture(scope="module")
 def firmware_elf(model_dir, tmp_path_factory) -> Path:
-    from host_tools.device import build_firmware
+    from host_tools.device.emulator import build_firmware
 
     return build_firmware(model_dir, tmp_path_factory.mktemp("fw_build"))
 
 
 @pytest.fixture(scope="module")
 def selftest_elf(tmp_path_factory) -> Path:
-    from host_tools.device import build_firmware
+    from host_tools.device.emulator import build_firmware
 
     return build_firmware(out_dir=tmp_path_factory.mktemp("selftest_build"), target="selftest")
 
@@ -83,7 +83,7 @@ def test_board_echo_backpressure_and_semihosting_exit(selftest_elf):
     back-pressured the host), and semihosting SYS_EXIT_EXTENDED ends QEMU with the code."""
     import serial
 
-    from host_tools.device import QemuDevice
+    from host_tools.device.emulator import QemuDevice
 
     rng = np.random.default_rng(11)
     payload = rng.integers(5, 256, size=32 * 1024, dtype=np.uint8).tobytes()  # no 0x01 / 0x04
@@ -123,7 +123,7 @@ def test_board_instruction_counter_under_icount(selftest_elf):
     2,000,000 instructions measures within the counter's overhead."""
     import serial
 
-    from host_tools.device import QemuDevice
+    from host_tools.device.emulator import QemuDevice
 
     with QemuDevice(selftest_elf, icount=True, timeout_s=120) as dev:
         ser = serial.serial_for_url(dev.url, timeout=0.2)
@@ -150,8 +150,8 @@ def test_board_instruction_counter_under_icount(selftest_elf):
 @pytest.fixture(scope="module")
 def stream_log(firmware_elf, signal_raw) -> dict:
     """Boot the firmware, stream N_EPOCHS over the emulated UART, PING, collect everything."""
-    from host_tools import protocol as P
-    from host_tools.device import DeviceSession, QemuDevice
+    from host_tools.device import protocol as P
+    from host_tools.device.emulator import DeviceSession, QemuDevice
 
     with QemuDevice(firmware_elf, timeout_s=240) as dev, DeviceSession(dev.url) as link:
         hello = link.wait_for(lambda m: isinstance(m, P.Hello), 30, what="HELLO")
@@ -175,7 +175,7 @@ def host_reference(model_dir, signal_raw) -> dict:
     quantizer, and the real TFLM interpreter (tflite_micro) on the same .tflite."""
     from tflite_micro.python.tflite_micro import runtime
 
-    from host_tools.filters import filter_device, quantize_model_input
+    from host_tools.data.filters import filter_device, quantize_model_input
 
     it = runtime.Interpreter.from_bytes((model_dir / "model.tflite").read_bytes(), arena_size=512 * 1024)
     inp, out = it.get_input_details(0), it.get_output_details(0)
@@ -247,8 +247,8 @@ def test_status_after_stream(stream_log):
 
 def test_bench_device_report(model_dir, tmp_path):
     """The benchmark builds a bench image, runs it under -icount and reports consistent figures."""
-    from host_tools.bench_device import read_plan_macros, run_bench
-    from host_tools.device import image_size
+    from host_tools.bench.device import read_plan_macros, run_bench
+    from host_tools.device.emulator import image_size
 
     report = run_bench(model_dir, epochs=2, build_dir=tmp_path / "bench", show_progress=False)
     json.dumps(report)  # serialisable as written by the CLI
@@ -274,7 +274,7 @@ def test_bench_device_report(model_dir, tmp_path):
 # --- bad inputs ----------------------------------------------------------------------------------
 
 def test_build_firmware_rejects_model_dir_without_sources(tmp_path):
-    from host_tools.device import build_firmware
+    from host_tools.device.emulator import build_firmware
 
     (tmp_path / "model_data.c").write_text("/* only one of the four files */\n")
     with pytest.raises(SleepEdgeError, match=r"model_data\.h.*model_plan\.c.*model_plan\.h"):
@@ -282,7 +282,7 @@ def test_build_firmware_rejects_model_dir_without_sources(tmp_path):
 
 
 def test_build_firmware_reports_compiler_errors(tmp_path, model_dir):
-    from host_tools.device import build_firmware
+    from host_tools.device.emulator import build_firmware
 
     bad = tmp_path / "model"
     bad.mkdir()
@@ -297,7 +297,7 @@ def test_build_firmware_reports_compiler_errors(tmp_path, model_dir):
 def test_qemu_device_surfaces_qemu_errors(tmp_path):
     """A missing image is refused up front; an image QEMU cannot run ends the session with
     QEMU's own diagnostics instead of a bare "socket disconnected"."""
-    from host_tools.device import DeviceSession, QemuDevice
+    from host_tools.device.emulator import DeviceSession, QemuDevice
 
     with pytest.raises(SleepEdgeError, match="firmware image not found"):
         QemuDevice(tmp_path / "missing.elf").start()
@@ -309,7 +309,7 @@ def test_qemu_device_surfaces_qemu_errors(tmp_path):
 
 
 def test_bench_rejects_model_dir_without_plan(tmp_path):
-    from host_tools.bench_device import read_plan_macros
+    from host_tools.bench.device import read_plan_macros
 
     with pytest.raises(SleepEdgeError, match="model_plan.h"):
         read_plan_macros(tmp_path)

@@ -12,7 +12,8 @@ import pytest
 import scipy.ndimage
 import scipy.signal
 
-from host_tools import cli, synth
+from host_tools import cli
+from host_tools.data import synth
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
@@ -34,7 +35,7 @@ def small_sc(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def full_night(tmp_path_factory) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One whole SC night read back through MNE: epochs per channel and written AASM labels."""
-    from host_tools.calibration import read_night
+    from host_tools.data.calibration import read_night
 
     out = tmp_path_factory.mktemp("synth_full")
     files = synth.generate_corpus(out, n_subjects=1, nights=1, domain="sc", seed=5, workers=1)

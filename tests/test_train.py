@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import datasets as D
+from host_tools.data import datasets as D
 from host_tools.cli import main
 from host_tools.errors import SleepEdgeError
 
@@ -66,7 +66,7 @@ def test_make_dataset_shuffles_whole_passes():
 
 @pytest.fixture(scope="module")
 def trained_source(tiny_cache, tmp_path_factory):
-    from host_tools.train import train_source
+    from host_tools.learn.train import train_source
 
     out = tmp_path_factory.mktemp("source")
     metrics = train_source(tiny_cache, out, passes=2, steps_per_pass=2, batch=16, patience=1,
@@ -75,9 +75,9 @@ def trained_source(tiny_cache, tmp_path_factory):
 
 
 def test_train_source_writes_model_and_honest_metrics(tiny_cache, trained_source):
-    from host_tools.models import load_cloud_model
-    from host_tools.prepare import load_epochs, load_index
-    from host_tools.train import score
+    from host_tools.learn.models import load_cloud_model
+    from host_tools.data.prepare import load_epochs, load_index
+    from host_tools.learn.train import score
 
     out, metrics = trained_source
     for name in ("model.keras", "model.json", "metrics.json", "history.json"):
@@ -102,7 +102,7 @@ def test_train_source_writes_model_and_honest_metrics(tiny_cache, trained_source
 
 
 def test_score_matches_definitions():
-    from host_tools.train import score
+    from host_tools.learn.train import score
 
     y = np.array([0, 0, 1, 2, 2, 2, 3, 4])
     p = np.array([0, 1, 1, 2, 2, 0, 3, 4])

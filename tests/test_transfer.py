@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools import models as M
+from host_tools.learn import models as M
 from host_tools.cli import main
 from host_tools.errors import SleepEdgeError
 
@@ -16,8 +16,8 @@ from host_tools.errors import SleepEdgeError
 @pytest.fixture(scope="module")
 def source_dir(tiny_cache, tmp_path_factory):
     """An (untrained) source CNN saved with the tiny SC cache's split, as train_source would."""
-    from host_tools.datasets import split_subjects
-    from host_tools.prepare import load_index
+    from host_tools.data.datasets import split_subjects
+    from host_tools.data.prepare import load_index
 
     out = tmp_path_factory.mktemp("source")
     split = split_subjects(load_index(tiny_cache), 0)
@@ -26,7 +26,7 @@ def source_dir(tiny_cache, tmp_path_factory):
 
 
 def test_order_nights_spreads_over_subjects():
-    from host_tools.transfer import order_nights
+    from host_tools.learn.transfer import order_nights
 
     index = {"nights": [{"id": f"{s}N{n}", "subject": s, "night": n} for s in ("A", "B", "C", "T")
                         for n in (1, 2)]}
@@ -38,7 +38,7 @@ def test_order_nights_spreads_over_subjects():
 
 
 def test_parse_ks():
-    from host_tools.transfer import parse_ks
+    from host_tools.learn.transfer import parse_ks
 
     assert parse_ks("1,2,4,8") == (1, 2, 4, 8)
     for bad in ("", "0,1", "one"):
@@ -47,9 +47,9 @@ def test_parse_ks():
 
 
 def test_freeze_lower_keeps_frozen_weights(tiny_st_cache):
-    from host_tools.datasets import make_dataset
-    from host_tools.prepare import load_epochs
-    from host_tools.transfer import freeze_lower
+    from host_tools.data.datasets import make_dataset
+    from host_tools.data.prepare import load_epochs
+    from host_tools.learn.transfer import freeze_lower
 
     model = M.build_source_cnn(seed=2)
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
@@ -68,8 +68,8 @@ def test_freeze_lower_keeps_frozen_weights(tiny_st_cache):
 
 
 def test_finetune_curve_on_target_cache(source_dir, tiny_st_cache, tmp_path):
-    from host_tools.prepare import load_index
-    from host_tools.transfer import finetune_curve
+    from host_tools.data.prepare import load_index
+    from host_tools.learn.transfer import finetune_curve
 
     out = tmp_path / "transfer"
     rep = finetune_curve(source_dir, tiny_st_cache, out, ks=(1, 2, 99), steps=2, batch=16, verbose=0)
@@ -93,7 +93,7 @@ def test_finetune_curve_on_target_cache(source_dir, tiny_st_cache, tmp_path):
 def test_soften_and_distillation_loss():
     import tensorflow as tf
 
-    from host_tools.distil import distillation_loss, soften
+    from host_tools.learn.distil import distillation_loss, soften
 
     p = np.array([[0.7, 0.1, 0.1, 0.05, 0.05], [0.2, 0.2, 0.2, 0.2, 0.2]], dtype=np.float32)
     np.testing.assert_allclose(soften(p, 1.0), p, rtol=1e-5)
@@ -115,7 +115,7 @@ def test_soften_and_distillation_loss():
 
 
 def test_distil_writes_edge_models_and_comparison(source_dir, tiny_cache, tmp_path):
-    from host_tools.distil import distil
+    from host_tools.learn.distil import distil
 
     out = tmp_path / "edge"
     rep = distil(source_dir, tiny_cache, out, passes=1, steps_per_pass=3, batch=16, verbose=0)

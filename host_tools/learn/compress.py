@@ -147,7 +147,7 @@ def _flat(x: Any) -> list:
 
 def load_tf_keras(path: str | Path) -> Any:
     """Load a float edge model as a tf_keras model: a ``.keras`` file (tf_keras as written by
-    host_tools.models, or Keras 3) or a folder holding ``model.keras``."""
+    host_tools.learn.models, or Keras 3) or a folder holding ``model.keras``."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.keras"
@@ -201,7 +201,7 @@ def split_cache(
     Held-out subjects default to fold 0 of ``prepare.subject_folds``, the test fold that
     ``train_source`` / ``distil`` also hold out (docs/training.md).
     """
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     cache = Path(cache)
     if not (cache / "index.json").is_file():
@@ -447,7 +447,7 @@ def io_quantization(tflite: bytes) -> dict[str, Any]:
 def tflite_predict_int8(tflite: bytes, x_filt: np.ndarray, resolver: str = "BUILTIN_REF") -> np.ndarray:
     """Raw int8 outputs (n, 5) of the TFLite (host) interpreter on filtered epochs, with the
     input quantized exactly as the device does it (``resolver``: see :func:`_tflite_interpreter`)."""
-    from host_tools.filters import quantize_model_input
+    from host_tools.data.filters import quantize_model_input
 
     it = _tflite_interpreter(tflite, resolver)
     it.allocate_tensors()

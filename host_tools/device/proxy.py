@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from host_tools import constants as C
-from host_tools import protocol as P
+from host_tools.device import protocol as P
 from host_tools.errors import SleepEdgeError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class DeviceLink:
     url
         pyserial URL or device path.
     on_message
-        Called from the reader thread with each decoded message (``host_tools.protocol``
+        Called from the reader thread with each decoded message (``host_tools.device.protocol``
         dataclasses). Keep it short; hand heavy work to other threads.
     baudrate
         For real serial ports (ignored by ``socket://``).

@@ -117,7 +117,7 @@ def fit_history(probs: np.ndarray, present: np.ndarray, length: int) -> tuple[np
 
 def build_head(emb_dim: int, length: int, seed: int = 0, dropout: float = 0.3) -> Any:
     """The context head: [epoch embedding (emb_dim,), edge history (length, 6)] -> 5 softmax."""
-    from host_tools.models import keras
+    from host_tools.learn.models import keras
 
     k = keras()
     init = k.initializers.HeUniform(seed=seed)
@@ -135,7 +135,7 @@ def build_head(emb_dim: int, length: int, seed: int = 0, dropout: float = 0.3) -
 
 def encoder_with_embedding(source: Any) -> Any:
     """The source CNN with two outputs: the embedding and its own softmax."""
-    from host_tools.models import keras
+    from host_tools.learn.models import keras
 
     try:
         emb = source.get_layer(EMBEDDING_LAYER).output
@@ -147,7 +147,7 @@ def encoder_with_embedding(source: Any) -> Any:
 
 def encode(encoder: Any, x_uv: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(embedding (n, 64), source probs (n, 5)) of filtered uV epochs (n, 3000)."""
-    from host_tools.models import forward
+    from host_tools.learn.models import forward
 
     emb, probs = forward(encoder, x_uv, batch)
     return emb, probs
@@ -166,7 +166,7 @@ class EdgeModelId:
     @property
     def hash_u32(self) -> int:
         """As the device reports it in HELLO (``SE_MODEL_HASH_U32``)."""
-        from host_tools.c_export import model_hash_u32
+        from host_tools.learn.models import model_hash_u32
 
         return model_hash_u32(self.sha256)
 
@@ -241,7 +241,7 @@ def night_cloud_probs(cloud: Any, x_uv: np.ndarray, raw: np.ndarray, nights: np.
 
 def load_context_model(model_dir: str | Path) -> ContextCloudModel:
     """Load ``model_dir/head.keras`` + ``model.json`` and the encoder it names."""
-    from host_tools import models
+    from host_tools.learn import models
 
     model_dir = Path(model_dir)
     meta_path = model_dir / META_FILE
@@ -276,7 +276,7 @@ def load_cloud(model_dir: str | Path) -> Any:
     model_dir = Path(model_dir)
     if (model_dir / HEAD_FILE).is_file():
         return load_context_model(model_dir)
-    from host_tools.models import load_cloud_model
+    from host_tools.learn.models import load_cloud_model
 
     return load_cloud_model(model_dir)
 
@@ -288,8 +288,8 @@ def edge_outputs(tflite: str | Path, cache: str | Path, night_ids: list[str], pr
     """The int8 edge model's raw outputs (TFLite Micro, the device's arithmetic) per night."""
     from rich.progress import Progress
 
-    from host_tools import prepare
-    from host_tools.predict import TflmModel
+    from host_tools.data import prepare
+    from host_tools.deploy.predict import TflmModel
 
     tflm = TflmModel.load(tflite)
     out: dict[str, np.ndarray] = {}
@@ -313,7 +313,7 @@ class _NightFeatures:
 
 
 def _features(encoder: Any, cache: Path, nids: list[str], raw: dict[str, np.ndarray], length: int) -> _NightFeatures:
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     parts: list[tuple[np.ndarray, ...]] = []
     for nid in nids:
@@ -369,9 +369,10 @@ def train_cloud(
     """
     import os
 
-    from host_tools import datasets, models
-    from host_tools.predict import TflmModel, resolve_tflite
-    from host_tools.train import score
+    from host_tools.data import datasets
+    from host_tools.learn import models
+    from host_tools.deploy.predict import TflmModel, resolve_tflite
+    from host_tools.learn.train import score
 
     if history < 1:
         raise SleepEdgeError(f"--history must be >= 1, got {history}")

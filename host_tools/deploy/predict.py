@@ -89,7 +89,7 @@ class TflmModel:
 
     def quantize(self, x_filt: np.ndarray) -> np.ndarray:
         """Filtered uV epochs (n, 3000) -> int8 model input, as the firmware quantizes."""
-        from host_tools.filters import quantize_model_input
+        from host_tools.data.filters import quantize_model_input
 
         return quantize_model_input(x_filt, self.input_scale, self.input_zero_point)
 
@@ -138,7 +138,7 @@ def recording_epochs(psg: str | Path, channel: str = "Fpz-Cz") -> tuple[np.ndarr
 
     The whole recording is filtered from its first sample; a trailing partial epoch is dropped.
     """
-    from host_tools import edf_io, filters
+    from host_tools.data import edf_io, filters
 
     psg = Path(psg)
     signal, fs, _start = edf_io.read_psg_channel(psg, channel)

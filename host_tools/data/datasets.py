@@ -48,7 +48,7 @@ def night_ids_for(index: dict[str, Any], subjects: list[str]) -> list[str]:
 
 def load_index_checked(cache: str | Path) -> dict[str, Any]:
     """``prepare.load_index`` with a clear error when the folder is not a prepare cache."""
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     cache = Path(cache)
     if not (cache / "index.json").is_file():
@@ -65,7 +65,7 @@ def load_subjects(
     ``filtered=False`` gives the raw device samples in uV (filter ablation); ``clip_uv`` clips to
     +-clip_uv as the edge model's int8 input saturates.
     """
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     ids = night_ids_for(index, subjects)
     if not ids:

@@ -36,7 +36,7 @@ def order_nights(index: dict[str, Any], subjects: list[str], seed: int) -> list[
 
 def freeze_lower(model: Any, n_frozen_conv: int) -> list[str]:
     """Freeze the first ``n_frozen_conv`` Conv1D layers; returns the names frozen."""
-    from host_tools.models import keras
+    from host_tools.learn.models import keras
 
     convs = [layer for layer in model.layers if isinstance(layer, keras().layers.Conv1D)]
     if not 0 <= n_frozen_conv <= len(convs):
@@ -92,9 +92,9 @@ def finetune_curve(
     """
     import tensorflow as tf
 
-    from host_tools import datasets as D
-    from host_tools import models as M
-    from host_tools.train import corpus_name, fit_model, score
+    from host_tools.data import datasets as D
+    from host_tools.learn import models as M
+    from host_tools.learn.train import corpus_name, fit_model, score
 
     if steps < 1 or batch < 1:
         raise SleepEdgeError("--steps and --batch must be >= 1")
@@ -124,7 +124,7 @@ def finetune_curve(
             report["skipped"].append({"k": k, "reason": f"only {len(pool)} target training nights"})
             continue
         nights = pool[:k]
-        from host_tools import prepare
+        from host_tools.data import prepare
 
         x, y, _, _ = prepare.load_epochs(cache, nights, filtered=filtered)
         x, y = D.prepare_inputs(x), np.asarray(y, dtype=np.int64)

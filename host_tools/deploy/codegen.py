@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from host_tools import REPO_ROOT
 from host_tools import constants as C
-from host_tools.filters import design_sos
+from host_tools.data.filters import design_sos
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HEADER = REPO_ROOT / "firmware" / "generated" / "sleepedge_constants.h"
 
 

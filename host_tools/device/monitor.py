@@ -2,7 +2,7 @@
 
 The host sends the EEG channel as SAMPLES frames (int16 at 0.25 uV, 100-sample blocks numbered
 from the start of the recording) in real time x ``--speed`` or as fast as the link allows,
-while a reader thread consumes RESULT/ESCALATE/FINAL/STATUS frames (see host_tools.proxy).
+while a reader thread consumes RESULT/ESCALATE/FINAL/STATUS frames (see host_tools.device.proxy).
 With ``--cloud`` the escalation proxy runs in-process.
 
 Flow control: before sending the first block of epoch ``e`` the host waits (bounded) until the
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from host_tools import constants as C
-from host_tools import protocol as P
+from host_tools.device import protocol as P
 from host_tools.errors import SleepEdgeError
-from host_tools.live_view import LiveView, ViewState
+from host_tools.device.live_view import LiveView, ViewState
 
 BPE = C.BLOCKS_PER_EPOCH
 #: Final sources beyond the device's own: the host's verdict for epochs without a FINAL frame.
@@ -237,7 +237,7 @@ class Monitor:
             self.view.message("device did not acknowledge CONFIG within 5 s; continuing")
 
     def _connect(self) -> None:
-        from host_tools.proxy import DeviceLink
+        from host_tools.device.proxy import DeviceLink
 
         self.link = DeviceLink(self.o.port, self._on_message, baudrate=self.o.baudrate,
                                on_disconnect=self._on_disconnect).open(self.o.hello_timeout_s)
@@ -307,7 +307,7 @@ class Monitor:
     # -- the session
     def run(self) -> dict[str, Any]:
         """Stream, collect, and return the summary (rows are in ``self.rows``)."""
-        from host_tools.proxy import DEFAULT_DEADLINE_FRACTION, CloudClient, EscalationBridge
+        from host_tools.device.proxy import DEFAULT_DEADLINE_FRACTION, CloudClient, EscalationBridge
 
         if self.o.cloud:
             self.client = CloudClient(self.o.cloud, self.o.token or "")
@@ -456,7 +456,7 @@ def expert_labels(hypno_path: str | Path, n_epochs: int, psg_start: dt.datetime 
     Epoch ``k`` covers ``[30k, 30k + 30)`` s from the PSG start; it takes the stage of the
     annotation covering its start.
     """
-    from host_tools.edf_io import read_hypnogram
+    from host_tools.data.edf_io import read_hypnogram
 
     ann = read_hypnogram(hypno_path)
     offset = 0.0
@@ -489,7 +489,7 @@ def sleep_period(expert: np.ndarray, margin_epochs: int = 60) -> tuple[int, int]
 def write_outputs(out: str | Path, rows: list[EpochRow], summary: dict[str, Any], *, name: str = "monitor",
                   start: dt.datetime | None = None) -> dict[str, Path]:
     """Write results.csv, summary.json, ``<name>-Hypnogram.edf`` and ``hypnogram.png`` to ``out``."""
-    from host_tools.edf_io import write_hypnogram
+    from host_tools.data.edf_io import write_hypnogram
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -524,7 +524,7 @@ def plot_hypnogram(path: str | Path, rows: list[EpochRow]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from host_tools.live_view import HYPNO_ORDER
+    from host_tools.device.live_view import HYPNO_ORDER
 
     level = {s: len(HYPNO_ORDER) - 1 - i for i, s in enumerate(HYPNO_ORDER)}  # W on top
 
@@ -585,8 +585,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def load_recording(edf: str | Path, channel: str) -> tuple[np.ndarray, dt.datetime]:
     """A PSG channel as int16 transport samples, and the recording start."""
-    from host_tools.edf_io import read_psg_channel
-    from host_tools.filters import to_device_samples
+    from host_tools.data.edf_io import read_psg_channel
+    from host_tools.data.filters import to_device_samples
 
     if not Path(edf).is_file():
         raise SleepEdgeError(f"--edf {edf}: file not found")

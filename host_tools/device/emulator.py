@@ -25,9 +25,9 @@ import threading
 import time
 from pathlib import Path
 
+from host_tools import REPO_ROOT
 from host_tools.errors import SleepEdgeError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "edge"
 DEFAULT_BUILD_DIR = FIRMWARE_DIR / "build" / "qemu"
@@ -319,7 +319,7 @@ class DeviceSession:
 
     The emulated USART transmits synchronously (the firmware blocks until QEMU has handed each
     byte to the socket), so the host must keep reading while it writes; a reader thread does
-    that and decodes every frame into a :mod:`host_tools.protocol` message.
+    that and decodes every frame into a :mod:`host_tools.device.protocol` message.
 
     Parameters
     ----------
@@ -332,7 +332,7 @@ class DeviceSession:
     def __init__(self, url: str, *, baudrate: int = 115200) -> None:
         import serial
 
-        from host_tools import protocol
+        from host_tools.device import protocol
 
         self._protocol = protocol
         try:

@@ -11,7 +11,7 @@ API (docs/architecture.md, "Cloud service")::
     GET /health -> {"status": "ok", "model": str}
 
 ``edge_history`` holds the device's raw RESULT outputs for the epochs up to and including this
-one, oldest first (null where the host has none). A context model (``host_tools.cloud_model``)
+one, oldest first (null where the host has none). A context model (``host_tools.cloud.model``)
 uses it when ``edge_model`` is the edge model it was trained on; otherwise, and for models
 without a head, the answer comes from the epoch alone (``context_used: false``).
 
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from host_tools import constants as C
-from host_tools.cloud_model import EdgeHistory
+from host_tools.cloud.model import EdgeHistory
 from host_tools.errors import SleepEdgeError
 
 if TYPE_CHECKING:  # fastapi is a heavy import: only for annotations here
@@ -60,10 +60,10 @@ MAX_HISTORY_ENTRIES = 64
 
 
 class CloudModelLike(Protocol):
-    """What the service needs from a model (``host_tools.models.CloudModel`` provides it).
+    """What the service needs from a model (``host_tools.learn.models.CloudModel`` provides it).
 
     A model that can use the device's edge history also has ``predict_with_history(x_uv,
-    histories) -> (probs, used)`` (``host_tools.cloud_model.ContextCloudModel``).
+    histories) -> (probs, used)`` (``host_tools.cloud.model.ContextCloudModel``).
     """
 
     name: str
@@ -381,7 +381,7 @@ def load_model(spec: str) -> CloudModelLike:
             raise SleepEdgeError(f"--model {spec}: cannot load the model factory: {exc}") from None
     if not os.path.isdir(spec):
         raise SleepEdgeError(f"--model {spec}: no such model directory (train one with `make train`)")
-    from host_tools.cloud_model import load_cloud
+    from host_tools.cloud.model import load_cloud
 
     return load_cloud(spec)
 
@@ -446,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         os.environ.update({_ENV_MODEL: args.model, TOKEN_ENV: token,
                            _ENV_MAX_BATCH: str(args.max_batch), _ENV_MAX_WAIT: str(args.max_wait_ms)})
-        uvicorn.run("host_tools.cloud:app_from_env", factory=True, host=args.host, port=args.port,
+        uvicorn.run("host_tools.cloud.service:app_from_env", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level)
     return 0
 

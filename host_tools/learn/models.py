@@ -241,6 +241,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def model_hash_u32(sha256_hex: str) -> int:
+    """``SE_MODEL_HASH_U32`` that identifies a model on the wire: the first 4 bytes of its
+    SHA-256, big-endian. The exporter writes it, the device sends it, the cloud head checks it."""
+    return int(sha256_hex[:8], 16)
+
+
 def save_model(model: Any, out_dir: str | Path, metadata: dict[str, Any]) -> Path:
     """Write ``out_dir/model.keras`` and ``out_dir/model.json`` (metadata + sha256, params, MACs).
 

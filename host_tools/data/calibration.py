@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from host_tools import SHARED_DIR
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
-REAL_STATS_PATH = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sleep-edfx-real-epoch-statistics.json"
+REAL_STATS_PATH = SHARED_DIR / "data" / "sleep-edfx-real-epoch-statistics.json"
 CHANNELS: tuple[str, ...] = ("Fpz-Cz", "Pz-Oz", "EOG horizontal")
 EDF_CHANNELS: dict[str, str] = {"Fpz-Cz": "EEG Fpz-Cz", "Pz-Oz": "EEG Pz-Oz", "EOG horizontal": "EOG horizontal"}
 TIME_STATS: tuple[str, ...] = (

@@ -16,15 +16,16 @@ import argparse
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from host_tools import REPO_ROOT
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SHA256SUMS = REPO_ROOT.parent / "shared" / "data" / "sleep-edfx" / "SHA256SUMS.txt"
 #: The float edge model kept next to the int8 one (``models/edge/float.keras``).
 EDGE_FLOAT_FILE = "float.keras"
@@ -67,7 +68,7 @@ def corpus_label(cache: Path, index: dict[str, Any], night_ids: list[str], sums:
 
 def test_subjects_for(models_dir: Path, index: dict[str, Any], override: list[str] | None) -> list[str]:
     """Held-out subjects: explicit, else the source model's recorded test split, else fold 0."""
-    from host_tools import prepare
+    from host_tools.data import prepare
 
     if override:
         return sorted(override)
@@ -123,7 +124,8 @@ def quick_train_edge(
     """The edge architecture trained briefly (class-balanced, clipped input) for the ablation."""
     import tensorflow as tf
 
-    from host_tools import datasets, models
+    from host_tools.data import datasets
+    from host_tools.learn import models
 
     tf.keras.utils.set_random_seed(seed)
     model = models.build_edge_cnn(seed=seed)
@@ -137,7 +139,9 @@ def quick_train_edge(
 
 def filter_ablation(cache: Path, train_ids: list[str], test_ids: list[str], *, passes: int, seed: int = 0) -> dict:
     """Same edge CNN, same budget, trained and scored on filtered vs raw (unfiltered) epochs."""
-    from host_tools import datasets, evaluation, models, prepare
+    from host_tools.data import datasets, prepare
+    from host_tools import evaluation
+    from host_tools.learn import models
 
     out: dict[str, Any] = {"passes": passes}
     for name, filtered in (("filtered", True), ("unfiltered", False)):
@@ -157,6 +161,139 @@ def filter_ablation(cache: Path, train_ids: list[str], test_ids: list[str], *, p
 
 def _summary(s: dict) -> dict:
     return {k: s[k] for k in ("n", "acc", "mf1", "kappa", "f1", "confusion")}
+
+
+@dataclass
+class HeldOut:
+    """The held-out epochs of a cache and where they come from."""
+
+    cache: Path
+    index: dict[str, Any]
+    subjects: list[str]
+    night_ids: list[str]
+    train_ids: list[str]
+    x: np.ndarray  #: filtered epochs, float32 (N, 3000) microvolts
+    y: np.ndarray  #: expert class index (N,)
+    nights: np.ndarray  #: night id of each epoch (N,)
+    corpus: str
+
+
+@dataclass
+class EdgeOutputs:
+    """The int8 edge model on the held-out epochs, as the device computes it."""
+
+    raw: np.ndarray  #: int8 outputs (N, 5)
+    stages: np.ndarray  #: argmax as the device decides it
+    probs: np.ndarray  #: dequantized outputs
+
+
+def load_held_out(cache: Path, models_dir: Path, test_subjects: list[str] | None) -> HeldOut:
+    """The held-out subjects' epochs; errors name the cache when they are missing or empty."""
+    from host_tools.data import datasets, prepare
+
+    index = datasets.load_index_checked(cache)
+    tests = test_subjects_for(models_dir, index, test_subjects)
+    known = {str(n["subject"]) for n in index["nights"]}
+    if not set(tests) <= known:
+        raise SleepEdgeError(f"{cache}: held-out subjects {sorted(set(tests) - known)} are not in this cache")
+    test_ids = datasets.night_ids_for(index, tests)
+    train_ids = [str(n["id"]) for n in index["nights"] if str(n["subject"]) not in set(tests)]
+    x, y, _subj, nights = prepare.load_epochs(cache, test_ids, filtered=True)
+    if len(y) == 0:
+        raise SleepEdgeError(f"{cache}: held-out nights hold no epochs")
+    return HeldOut(cache, index, tests, test_ids, train_ids, x, y, nights, corpus_label(cache, index, test_ids))
+
+
+def matching_cloud_model(models_dir: Path) -> Any:
+    """``models/cloud`` when its head reads this edge model's outputs, else None: for another
+    edge model the service answers from the epoch alone, and so does the benchmark."""
+    cloud_dir = models_dir / "cloud"
+    if not (cloud_dir / "head.keras").is_file():
+        return None
+    from host_tools.cloud.model import load_context_model
+    from host_tools.learn.models import sha256_file
+
+    cloud = load_context_model(cloud_dir)
+    return cloud if cloud.edge.sha256 == sha256_file(models_dir / "edge" / "model.tflite") else None
+
+
+def score_edge_float(edge_dir: Path, x: np.ndarray) -> np.ndarray | None:
+    """Class probabilities of ``edge/float.keras`` on clipped input, or None without it."""
+    from host_tools.learn import models
+
+    float_path = edge_dir / EDGE_FLOAT_FILE
+    if not float_path.is_file():
+        return None
+    edge_float = models.load_keras_model(float_path)
+    return models.predict_proba(edge_float, np.clip(x, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV))
+
+
+def run_edge_int8(edge_dir: Path, x: np.ndarray) -> EdgeOutputs:
+    """The int8 model in TFLM, decided as the device decides."""
+    from host_tools.deploy.predict import TflmModel, decide
+
+    tflm = TflmModel.load(edge_dir)
+    raw = tflm.run_int8(tflm.quantize(x))
+    stages, _conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
+    return EdgeOutputs(raw, stages, tflm.dequantize(raw))
+
+
+def score_hybrid(report: dict[str, Any], held: HeldOut, edge: EdgeOutputs, p_cloud: np.ndarray, *,
+                 threshold: float | None, max_escalated: float, edge_dir: Path) -> tuple[Any, Any, float, np.ndarray]:
+    """Escalation curve, recommended threshold, and the hybrid at the threshold the device uses
+    (chosen on validation subjects by the pipeline and baked in at export); the test-set optimum
+    is reported beside it. Returns (curve, recommendation, threshold used, hybrid labels)."""
+    from host_tools import evaluation
+
+    curve = evaluation.escalation_curve(held.y, edge.probs, p_cloud)
+    rec = evaluation.recommend_threshold(curve, max_escalated)
+    used = threshold if threshold is not None else deployed_threshold(edge_dir)
+    if used is None:
+        used = rec.threshold
+    labels, esc = evaluation.hybrid(edge.probs, p_cloud, used)
+    report["scores"]["hybrid"] = _summary(evaluation.scores(held.y, labels)) | {
+        "threshold": float(used), "escalated_fraction": float(esc.mean())}
+    report["recommended"] = vars(rec) | {"rule": f"highest hybrid accuracy with <= {max_escalated:.0%} "
+                                                  "escalated; ties -> lower threshold"}
+    report["escalation_curve"] = [vars(p) for p in curve]
+    return curve, rec, float(used), labels
+
+
+def yasa_labels(held: HeldOut) -> np.ndarray:
+    """YASA's pretrained staging of each held-out night, on the same epochs."""
+    from host_tools.data import prepare
+
+    by_id = {n["id"]: n for n in held.index["nights"]}
+    y_yasa = np.empty_like(held.y)
+    for nid in held.night_ids:
+        night = prepare.load_night(held.cache, nid)
+        y_yasa[held.nights == nid] = yasa_predict(Path(by_id[nid]["psg"]), night["epoch_index"].astype(np.int64))
+    return y_yasa
+
+
+def write_reports(out: Path, report: dict[str, Any], held: HeldOut, edge: EdgeOutputs, p_cloud: np.ndarray,
+                  curve: Any, rec: Any, used: float, hybrid_labels: np.ndarray, max_escalated: float) -> None:
+    """Confusion matrices, the escalation curve, one night's hypnogram, JSON and Markdown."""
+    from host_tools import evaluation, plotting
+
+    note = f"corpus: {held.corpus}"
+    for name, s in report["scores"].items():
+        plotting.confusion_matrix(out / f"confusion_{name}.png", s["confusion"], title=f"{name} (held-out)", note=note)
+    refs = {"edge int8 alone": report["scores"]["edge_int8"]["acc"],
+            "cloud alone": report["scores"][report["hybrid_cloud"]]["acc"]}
+    plotting.escalation_curve(out / "escalation.png", curve, recommended=rec, references=refs,
+                              max_escalated=max_escalated, note=note)
+    first = held.night_ids[0]
+    sel = held.nights == first
+    _, esc_first = evaluation.hybrid(edge.probs[sel], p_cloud[sel], used)
+    plotting.hypnogram(out / f"hypnogram_{first}.png",
+                       {"truth": held.y[sel], "edge int8": edge.stages[sel], "hybrid": hybrid_labels[sel]},
+                       escalated=esc_first, title=f"{first} (held-out)", note=note)
+    (out / "escalation.json").write_text(json.dumps(
+        {"corpus": held.corpus, "recommended": report["recommended"], "curve": report["escalation_curve"]},
+        indent=2) + "\n")
+    (out / "bench-accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "README.md").write_text(format_markdown(report))
 
 
 def bench_accuracy(
@@ -186,130 +323,60 @@ def bench_accuracy(
     """
     from rich.progress import Progress
 
-    from host_tools import datasets, evaluation, models, plotting, prepare
-    from host_tools.predict import TflmModel, decide
+    from host_tools import evaluation
+    from host_tools.data import prepare
+    from host_tools.learn import models
 
     cache, models_dir, out = Path(cache), Path(models_dir), Path(out)
-    index = datasets.load_index_checked(cache)
-    tests = test_subjects_for(models_dir, index, test_subjects)
-    known = {str(n["subject"]) for n in index["nights"]}
-    if not set(tests) <= known:
-        raise SleepEdgeError(f"{cache}: held-out subjects {sorted(set(tests) - known)} are not in this cache")
-    test_ids = datasets.night_ids_for(index, tests)
-    train_ids = [str(n["id"]) for n in index["nights"] if str(n["subject"]) not in set(tests)]
     edge_dir = models_dir / "edge"
     if not (models_dir / "source").is_dir() or not (edge_dir / "model.tflite").is_file():
         raise SleepEdgeError(f"{models_dir}: needs source/ (source CNN) and edge/model.tflite; run `make train`")
+    held = load_held_out(cache, models_dir, test_subjects)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = corpus_label(cache, index, test_ids)
-    note = f"corpus: {corpus}"
-    x, y, _subj, nights = prepare.load_epochs(cache, test_ids, filtered=True)
-    if len(y) == 0:
-        raise SleepEdgeError(f"{cache}: held-out nights hold no epochs")
-    cloud_dir = models_dir / "cloud"
-    has_cloud = (cloud_dir / "head.keras").is_file()
-    if has_cloud:
-        # The head reads this edge model's outputs; for another one the service would answer
-        # from the epoch alone, and so does the benchmark.
-        from host_tools.cloud_model import load_context_model
-        from host_tools.models import sha256_file
+    cloud = matching_cloud_model(models_dir)
+    steps = ["source", "edge float", "edge int8"] + (["cloud"] if cloud is not None else []) + ["hybrid"] + \
+        (["yasa"] if with_yasa else []) + (["filter ablation"] if ablation_passes > 0 else [])
+    report: dict[str, Any] = {"corpus": held.corpus, "cache": str(cache), "models": str(models_dir),
+                              "test_subjects": held.subjects, "test_nights": held.night_ids,
+                              "n_epochs": int(len(held.y)), "scores": {}}
 
-        cloud = load_context_model(cloud_dir)
-        has_cloud = cloud.edge.sha256 == sha256_file(edge_dir / "model.tflite")
-    steps = ["source", "edge float", "edge int8"] + (["cloud"] if has_cloud else []) + ["hybrid"] + \
-        (["yasa"] if with_yasa else []) + \
-        (["filter ablation"] if ablation_passes > 0 else [])
-    report: dict[str, Any] = {"corpus": corpus, "cache": str(cache), "models": str(models_dir),
-                              "test_subjects": tests, "test_nights": test_ids, "n_epochs": int(len(y)),
-                              "scores": {}}
+    def record(name: str, predicted: np.ndarray) -> None:
+        report["scores"][name] = _summary(evaluation.scores(held.y, predicted))
+
     t0 = time.time()
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("bench accuracy", total=len(steps))
-
-        def step(name: str) -> None:
+        for name in steps:
             bar.update(task, description=f"bench accuracy: {name}")
+            if name == "source":
+                p_cloud = models.load_cloud_model(models_dir / "source").predict_proba(held.x)
+                record("source_float", p_cloud.argmax(1))
+            elif name == "edge float":
+                p_float = score_edge_float(edge_dir, held.x)
+                if p_float is not None:
+                    record("edge_float", p_float.argmax(1))
+            elif name == "edge int8":
+                edge = run_edge_int8(edge_dir, held.x)
+                record("edge_int8", edge.stages)
+            elif name == "cloud":
+                # What the cloud answers an escalation with the night's edge history.
+                from host_tools.cloud.model import night_cloud_probs
 
-        step("source")
-        p_cloud = models.load_cloud_model(models_dir / "source").predict_proba(x)
-        report["scores"]["source_float"] = _summary(evaluation.scores(y, p_cloud.argmax(1)))
-        bar.advance(task)
-
-        step("edge float")
-        float_path = edge_dir / EDGE_FLOAT_FILE
-        if float_path.is_file():
-            edge_float = models.load_keras_model(float_path)
-            p_ef = models.predict_proba(edge_float, np.clip(x, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV))
-            report["scores"]["edge_float"] = _summary(evaluation.scores(y, p_ef.argmax(1)))
-        bar.advance(task)
-
-        step("edge int8")
-        tflm = TflmModel.load(edge_dir)
-        raw = tflm.run_int8(tflm.quantize(x))
-        stages, _conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
-        p_edge = tflm.dequantize(raw)
-        report["scores"]["edge_int8"] = _summary(evaluation.scores(y, stages))
-        bar.advance(task)
-
-        if has_cloud:
-            # What the cloud answers an escalation with the night's edge history; the hybrid
-            # uses it. Without models/cloud the hybrid falls back to the source CNN.
-            step("cloud")
-            from host_tools.cloud_model import night_cloud_probs
-
-            p_cloud = night_cloud_probs(cloud, x, raw, nights, prepare.load_epoch_numbers(cache, test_ids))
-            report["scores"]["cloud"] = _summary(evaluation.scores(y, p_cloud.argmax(1)))
-            bar.advance(task)
-        report["hybrid_cloud"] = "cloud" if has_cloud else "source_float"
-
-        step("hybrid")
-        curve = evaluation.escalation_curve(y, p_edge, p_cloud)
-        rec = evaluation.recommend_threshold(curve, max_escalated)
-        # The hybrid is scored at the threshold the device really uses (chosen on validation
-        # subjects by the pipeline and baked in at export); the test-set optimum is shown beside it.
-        used = threshold if threshold is not None else deployed_threshold(edge_dir)
-        if used is None:
-            used = rec.threshold
-        labels, esc = evaluation.hybrid(p_edge, p_cloud, used)
-        report["scores"]["hybrid"] = _summary(evaluation.scores(y, labels)) | {
-            "threshold": float(used), "escalated_fraction": float(esc.mean())}
-        report["recommended"] = vars(rec) | {"rule": f"highest hybrid accuracy with <= {max_escalated:.0%} "
-                                                      "escalated; ties -> lower threshold"}
-        report["escalation_curve"] = [vars(p) for p in curve]
-        bar.advance(task)
-
-        if with_yasa:
-            step("yasa")
-            by_id = {n["id"]: n for n in index["nights"]}
-            y_yasa = np.empty_like(y)
-            for nid in test_ids:
-                night = prepare.load_night(cache, nid)
-                y_yasa[nights == nid] = yasa_predict(Path(by_id[nid]["psg"]), night["epoch_index"].astype(np.int64))
-            report["scores"]["yasa"] = _summary(evaluation.scores(y, y_yasa))
-            bar.advance(task)
-
-        if ablation_passes > 0:
-            step("filter ablation")
-            report["filter_ablation"] = filter_ablation(cache, train_ids, test_ids, passes=ablation_passes, seed=seed)
+                p_cloud = night_cloud_probs(cloud, held.x, edge.raw, held.nights,
+                                            prepare.load_epoch_numbers(cache, held.night_ids))
+                record("cloud", p_cloud.argmax(1))
+            elif name == "hybrid":
+                report["hybrid_cloud"] = "cloud" if cloud is not None else "source_float"
+                curve, rec, used, labels = score_hybrid(report, held, edge, p_cloud, threshold=threshold,
+                                                        max_escalated=max_escalated, edge_dir=edge_dir)
+            elif name == "yasa":
+                record("yasa", yasa_labels(held))
+            elif name == "filter ablation":
+                report["filter_ablation"] = filter_ablation(cache, held.train_ids, held.night_ids,
+                                                            passes=ablation_passes, seed=seed)
             bar.advance(task)
     report["seconds"] = round(time.time() - t0, 1)
-
-    # --- figures and files ---
-    for name, s in report["scores"].items():
-        plotting.confusion_matrix(out / f"confusion_{name}.png", s["confusion"], title=f"{name} (held-out)", note=note)
-    refs = {"edge int8 alone": report["scores"]["edge_int8"]["acc"],
-            "cloud alone": report["scores"][report["hybrid_cloud"]]["acc"]}
-    plotting.escalation_curve(out / "escalation.png", curve, recommended=rec, references=refs,
-                              max_escalated=max_escalated, note=note)
-    first = test_ids[0]
-    sel = nights == first
-    _, esc_first = evaluation.hybrid(p_edge[sel], p_cloud[sel], used)
-    plotting.hypnogram(out / f"hypnogram_{first}.png",
-                       {"truth": y[sel], "edge int8": stages[sel], "hybrid": labels[sel]},
-                       escalated=esc_first, title=f"{first} (held-out)", note=note)
-    (out / "escalation.json").write_text(json.dumps(
-        {"corpus": corpus, "recommended": report["recommended"], "curve": report["escalation_curve"]}, indent=2) + "\n")
-    (out / "bench-accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "README.md").write_text(format_markdown(report))
+    write_reports(out, report, held, edge, p_cloud, curve, rec, used, labels, max_escalated)
     return report
 
 

@@ -113,7 +113,7 @@ def best_on_validation(x_val: np.ndarray, y_val: np.ndarray, patience: int, verb
     Macro-F1 rather than validation loss: it weighs N1 as much as N2, as the class weights do.
     Every worker computes the same score from the same weights, so they stop together.
     """
-    from host_tools.models import keras, predict_proba
+    from host_tools.learn.models import keras, predict_proba
 
     class BestOnValidation(keras().callbacks.Callback):
         def __init__(self) -> None:
@@ -165,8 +165,8 @@ def fit_model(
 
     ``batch`` is per replica; the global batch is ``batch * strategy.num_replicas_in_sync``.
     """
-    from host_tools.datasets import make_dataset
-    from host_tools.models import keras
+    from host_tools.data.datasets import make_dataset
+    from host_tools.learn.models import keras
 
     global_batch = batch * strategy.num_replicas_in_sync
     ds = make_dataset(x, targets, weights, batch=global_batch, seed=seed)
@@ -239,8 +239,8 @@ def train_source(
             raise SleepEdgeError(f"--{name.replace('_', '-')} must be >= 1, got {val}")
     # The strategy first: multi-worker collectives must be configured before other TF ops.
     strat = make_strategy(strategy)
-    from host_tools import datasets as D
-    from host_tools.models import build_source_cnn, keras, predict_proba, save_model
+    from host_tools.data import datasets as D
+    from host_tools.learn.models import build_source_cnn, keras, predict_proba, save_model
 
     cache, out = Path(cache), Path(out)
     index = D.load_index_checked(cache)
@@ -260,7 +260,7 @@ def train_source(
     with strat.scope():
         model = build_source_cnn(seed=seed)
         if init is not None:
-            from host_tools.models import load_keras_model
+            from host_tools.learn.models import load_keras_model
 
             start = load_keras_model(init)  # a folder or a .keras file
             if [w.shape for w in start.get_weights()] != [w.shape for w in model.get_weights()]:

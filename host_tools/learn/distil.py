@@ -97,12 +97,12 @@ def distil(
     dict
         The comparison written to ``out/distil.json``.
     """
-    from host_tools.train import make_strategy
+    from host_tools.learn.train import make_strategy
 
     strat = make_strategy(strategy)
-    from host_tools import datasets as D
-    from host_tools import models as M
-    from host_tools.train import best_on_validation, cap_validation, corpus_name, fit_model, save_from_worker, score
+    from host_tools.data import datasets as D
+    from host_tools.learn import models as M
+    from host_tools.learn.train import best_on_validation, cap_validation, corpus_name, fit_model, save_from_worker, score
 
     if passes < 1 or batch < 1 or (steps_per_pass is not None and steps_per_pass < 1):
         raise SleepEdgeError("--passes, --batch and --steps-per-pass must be >= 1")

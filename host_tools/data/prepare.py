@@ -157,7 +157,7 @@ def prepare_night(
     entry : dict
         The night's ``index.json`` entry (without ``file``).
     """
-    from host_tools import edf_io, filters
+    from host_tools.data import edf_io, filters
 
     nid = night_id(psg)
     signal, fs, psg_start = edf_io.read_psg_channel(psg, channel)
@@ -279,7 +279,7 @@ def prepare_corpus(
     """
     from tqdm import tqdm
 
-    from host_tools import edf_io
+    from host_tools.data import edf_io
 
     if wake_margin_min < 0:
         raise SleepEdgeError(f"--wake-margin-min must be >= 0, got {wake_margin_min}")
@@ -359,7 +359,7 @@ def load_epochs(
     subjects : str ndarray (N,)
     night_ids : str ndarray (N,)
     """
-    from host_tools.filters import from_device_samples
+    from host_tools.data.filters import from_device_samples
 
     if night_ids is None:
         night_ids = [e["id"] for e in load_index(cache)["nights"]]

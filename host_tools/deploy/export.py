@@ -1,8 +1,8 @@
 """``sleepedge export``: put an int8 model where the firmware takes it, and prove TFLM runs it.
 
 1. copy the flatbuffer to ``OUT/model.tflite`` after checking its operator set;
-2. ``host_tools.c_export.export_model`` writes the C arrays and the native engine's plan;
-3. regenerate ``firmware/generated/sleepedge_constants.h`` (``host_tools.codegen``);
+2. ``host_tools.deploy.c_export.export_model`` writes the C arrays and the native engine's plan;
+3. regenerate ``firmware/generated/sleepedge_constants.h`` (``host_tools.deploy.codegen``);
 4. run held-out epochs through the host TFLite interpreter and the real TFLite Micro interpreter
    and report their agreement (TFLM is the reference the firmware reproduces bit for bit; TFLite
    differs from it in rare rounding ties, see ``export.json``);
@@ -41,7 +41,7 @@ def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray,
     """
     rng = np.random.default_rng(seed)
     if cache is not None:
-        from host_tools import datasets, prepare
+        from host_tools.data import datasets, prepare
 
         index = datasets.load_index_checked(cache)
         tests = prepare.subject_folds(index)[0][1]
@@ -50,7 +50,7 @@ def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray,
             raise SleepEdgeError(f"{cache}: the held-out subjects have no epochs")
         pick = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
         return x[pick], f"{cache} held-out subjects {', '.join(tests)}"
-    from host_tools import filters
+    from host_tools.data import filters
 
     noise = rng.standard_normal(n * C.EPOCH_SAMPLES) * 40.0
     y = filters.filter_device(noise).reshape(n, C.EPOCH_SAMPLES)
@@ -69,9 +69,9 @@ def export(
     dict
         The ``export.json`` report (sha256, quantization, ops, agreement, files written).
     """
-    from host_tools import codegen
-    from host_tools.compress import check_ops, dequantize, io_quantization, tflite_predict_int8
-    from host_tools.predict import TflmModel, decide
+    from host_tools.deploy import codegen
+    from host_tools.learn.compress import check_ops, dequantize, io_quantization, tflite_predict_int8
+    from host_tools.deploy.predict import TflmModel, decide
 
     tflite, out = Path(tflite), Path(out)
     if not tflite.is_file():
@@ -92,9 +92,9 @@ def export(
         shutil.copyfile(tflite, dest)
 
     try:
-        from host_tools import c_export
+        from host_tools.deploy import c_export
     except ModuleNotFoundError as exc:
-        raise SleepEdgeError("host_tools.c_export is not available in this build: cannot write C arrays") from exc
+        raise SleepEdgeError("host_tools.deploy.c_export is not available in this build: cannot write C arrays") from exc
     c_dir = Path(c_out) if c_out is not None else out
     c_result = c_export.export_model(dest, c_dir, threshold=float(threshold), name=name)
     c_figures = {k: getattr(c_result, k) for k in ("arena_bytes", "macs", "hash_u32", "model_bytes")

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from host_tools import SHARED_DIR
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
@@ -47,7 +48,7 @@ CHANNELS: tuple[str, str, str] = ("EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal")
 DOMAINS: tuple[str, ...] = ("sc", "st")
 #: Real hypnograms driving the stage sequences (shared/ sits beside the checkout).
 DEFAULT_HYPNOGRAM_DIR = (
-    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sleep-edfx" / "sleep-cassette"
+    SHARED_DIR / "data" / "sleep-edfx" / "sleep-cassette"
 )
 HYPNOGRAM_DIR_ENV = "SLEEPEDGE_HYPNOGRAM_DIR"
 
@@ -685,7 +686,7 @@ def _domain_code(domain: str) -> int:
 
 def _write_night(job: NightJob) -> tuple[str, str]:
     """Generate and write one night; returns the two file paths."""
-    from host_tools import edf_io
+    from host_tools.data import edf_io
 
     dom = DOMAIN_PARAMS[job.domain]
     subj = draw_subject(np.random.default_rng([job.seed, _domain_code(job.domain), job.subject, 0]), dom)
@@ -885,7 +886,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(files) // 2} nights to {args.out} in {time.perf_counter() - t0:.1f} s")
         corpus = args.out
     if args.report:
-        from host_tools import calibration
+        from host_tools.data import calibration
 
         report = calibration.run_report(Path(corpus), st_dir=args.st, figures_dir=args.figures,
                                         json_path=args.json, workers=args.workers)

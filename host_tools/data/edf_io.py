@@ -1,7 +1,7 @@
 """Read and write Sleep-EDF-style EDF files (PSG signals and EDF+ hypnograms).
 
 Writers mirror the real Sleep-EDF Expanded files closely enough that the real loading path
-(:mod:`host_tools.prepare`) runs unchanged on generated recordings:
+(:mod:`host_tools.data.prepare`) runs unchanged on generated recordings:
 
 - PSG: channels labelled ``EEG Fpz-Cz``, ``EEG Pz-Oz``, ``EOG horizontal`` in ``uV``, 16-bit
   digital values, 30-s data records.

@@ -1,0 +1,1 @@
+"""Stage 6, results -> report: accuracy and device benchmarks."""
