@@ -329,9 +329,9 @@ def bench_accuracy(
 
     cache, models_dir, out = Path(cache), Path(models_dir), Path(out)
     edge_dir = models_dir / "edge"
+    held = load_held_out(cache, models_dir, test_subjects)
     if not (models_dir / "source").is_dir() or not (edge_dir / "model.tflite").is_file():
         raise SleepEdgeError(f"{models_dir}: needs source/ (source CNN) and edge/model.tflite; run `make train`")
-    held = load_held_out(cache, models_dir, test_subjects)
     out.mkdir(parents=True, exist_ok=True)
     cloud = matching_cloud_model(models_dir)
     steps = ["source", "edge float", "edge int8"] + (["cloud"] if cloud is not None else []) + ["hybrid"] + \

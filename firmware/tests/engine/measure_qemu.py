@@ -94,7 +94,7 @@ def size_of(elf: Path) -> tuple[int, int, int]:
 
 def measure(model_bytes: bytes, workdir: Path, n_vectors: int = 3, seed: int = 0) -> Measurement:
     """Plan, bake TFLM vectors, cross-build, run in QEMU, parse the counters."""
-    from host_tools.plan import build_plan, plan_to_c
+    from host_tools.deploy.plan import build_plan, plan_to_c
 
     plan = build_plan(model_bytes, "model")
     h, c = plan_to_c(plan)
