@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools.cloud.service import MicroBatcher, create_app, parse_classify_request, RequestError
+from host_tools.cloud.service import MicroBatcher, create_app, parse_classify_request, RequestError, uvicorn_options
 from tests.fake_device import StandInCloudModel
 
 TOKEN = "test-token-123"
@@ -32,13 +32,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(model: StandInCloudModel, **kw: float) -> Iterator[str]:
-    """Run the real app under uvicorn in a thread on 127.0.0.1; yields its base URL."""
+def serve(model: StandInCloudModel, log_level: str = "error", **kw: float) -> Iterator[str]:
+    """Run the real app under uvicorn, as `sleepedge cloud serve` does, in a thread on 127.0.0.1;
+    yields its base URL."""
     import uvicorn
 
     port = free_port()
     app = create_app(model, TOKEN, **kw)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    options = uvicorn_options(kw["read_timeout_s"]) if "read_timeout_s" in kw else uvicorn_options()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
