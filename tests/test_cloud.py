@@ -242,3 +242,10 @@ def test_cli_errors_are_one_line(repo_root) -> None:
     r = subprocess.run([sys.executable, "-m", "host_tools.cli", "cloud", "serve", "--token", "t", "--model", "/nonexistent/dir"],
                        cwd=repo_root, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "/nonexistent/dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_rejects_bad_read_timeout(repo_root) -> None:
+    r = subprocess.run([sys.executable, "-m", "host_tools.cli", "cloud", "serve", "--token", "t", "--model",
+                        "py:tests.fake_device:make_model", "--read-timeout", "0"],
+                       cwd=repo_root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--read-timeout" in r.stderr and len(r.stderr.strip().splitlines()) == 1
