@@ -70,12 +70,12 @@ MAX_JSON_DEPTH = 8
 DEFAULT_READ_TIMEOUT_S = 10.0
 #: uvicorn protocol class (by name: it imports uvicorn) that enforces the header deadline.
 UVICORN_HTTP_PROTOCOL = "host_tools.cloud.http_guard:GuardedH11Protocol"
-log = logging.getLogger("uvicorn.error")  # uvicorn configures it: same format and level as its own
 MAX_DEVICE_ID_CHARS = 128
 _REQUEST_KEYS = {"device_id", "epoch", "samples", "uv_per_lsb"}
 _HISTORY_KEYS = {"edge_model", "edge_history"}
 #: Most edge_history entries accepted (the proxy sends constants.CLOUD_HISTORY_EPOCHS).
 MAX_HISTORY_ENTRIES = 64
+log = logging.getLogger("uvicorn.error")  # uvicorn configures it: same format and level as its own
 
 
 class CloudModelLike(Protocol):
