@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from host_tools.cloud.service import MicroBatcher, create_app, parse_classify_request, RequestError
+from host_tools.cloud.service import MicroBatcher, create_app, parse_classify_request, RequestError, uvicorn_options
 from tests.fake_device import StandInCloudModel
 
 TOKEN = "test-token-123"
@@ -32,13 +32,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(model: StandInCloudModel, **kw: float) -> Iterator[str]:
-    """Run the real app under uvicorn in a thread on 127.0.0.1; yields its base URL."""
+def serve(model: StandInCloudModel, log_level: str = "error", **kw: float) -> Iterator[str]:
+    """Run the real app under uvicorn, as `sleepedge cloud serve` does, in a thread on 127.0.0.1;
+    yields its base URL."""
     import uvicorn
 
     port = free_port()
     app = create_app(model, TOKEN, **kw)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    options = uvicorn_options(kw["read_timeout_s"]) if "read_timeout_s" in kw else uvicorn_options()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -240,3 +242,10 @@ def test_cli_errors_are_one_line(repo_root) -> None:
     r = subprocess.run([sys.executable, "-m", "host_tools.cli", "cloud", "serve", "--token", "t", "--model", "/nonexistent/dir"],
                        cwd=repo_root, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "/nonexistent/dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_rejects_bad_read_timeout(repo_root) -> None:
+    r = subprocess.run([sys.executable, "-m", "host_tools.cli", "cloud", "serve", "--token", "t", "--model",
+                        "py:tests.fake_device:make_model", "--read-timeout", "0"],
+                       cwd=repo_root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--read-timeout" in r.stderr and len(r.stderr.strip().splitlines()) == 1

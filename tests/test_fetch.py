@@ -38,9 +38,20 @@ class FileServer:
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     body_bytes: int = 0
     url: str = ""
+    #: Handler threads started and finished: the client has its bytes before the handler thread
+    #: has counted them, so tests wait for the handlers (``settled``) before reading the counts.
+    started: int = 0
+    finished: int = 0
+    cond: threading.Condition = field(default_factory=threading.Condition)
 
     def file_requests(self) -> list[tuple[str, str | None]]:
         return [r for r in self.requests if r[0].endswith(".edf")]
+
+    def settled(self, timeout_s: float = 10.0) -> FileServer:
+        """Wait until every request handler has finished (and counted what it sent)."""
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.finished == self.started, timeout_s), "server still busy"
+        return self
 
 
 def _handler(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
@@ -49,6 +60,16 @@ def _handler(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            with state.cond:
+                state.started += 1
+            try:
+                self._get()
+            finally:
+                with state.cond:
+                    state.finished += 1
+                    state.cond.notify_all()
+
+        def _get(self) -> None:
             path = self.path.lstrip("/")
             rng = self.headers.get("Range")
             state.requests.append((path, rng))
@@ -73,7 +94,8 @@ def _handler(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body) - start))
             self.end_headers()
             self.wfile.write(body[start:])
-            state.body_bytes += len(body) - start
+            with state.cond:
+                state.body_bytes += len(body) - start
 
     return Handler
 
@@ -153,7 +175,7 @@ def test_resume_partial_download_with_range(serve, tmp_path: Path) -> None:
     assert (tmp_path / rel).read_bytes() == db[rel]
     assert (rel, "bytes=40000-") in srv.requests
     psg_bytes = sum(len(db[p]) for p in db if p.startswith(f"{SC}/SC400") and p.endswith("PSG.edf"))
-    assert srv.body_bytes == len(db["SHA256SUMS.txt"]) + psg_bytes - 40_000  # only the rest was sent
+    assert srv.settled().body_bytes == len(db["SHA256SUMS.txt"]) + psg_bytes - 40_000  # only the rest was sent
 
 
 def test_resume_when_server_ignores_range(serve, tmp_path: Path) -> None:

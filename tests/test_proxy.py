@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -14,7 +15,7 @@ from host_tools import constants as C
 from host_tools.device import protocol as P
 from host_tools.device.monitor import MonitorOptions, run_monitor
 from host_tools.device.proxy import CloudClient, CloudError, DeviceLink, EscalationBridge
-from tests.fake_device import FakeDevice, StandInCloudModel, edge_reference, stream_signal
+from tests.fake_device import FakeDevice, FakeDeviceFaults, StandInCloudModel, edge_reference, stream_signal
 from tests.test_cloud import TOKEN, free_port, serve
 
 N_EPOCHS = 16
@@ -206,7 +207,7 @@ def test_standalone_proxy_cli(repo_root) -> None:
     assert r.returncode == 0, r.stderr
     n_esc = sum(x[3] for x in ref)
     assert n_esc > 0
-    assert f"{n_esc} escalations, {n_esc} answered, 0 failed" in r.stdout
+    assert f"{n_esc} escalations, {n_esc} answered, 0 late, 0 failed" in r.stdout
     for epoch, _s, _c, esc, filt in ref:
         if esc:
             assert f"epoch {epoch}: {C.STAGES[StandInCloudModel().stage_of(filt)]} (cloud)" in r.stdout
@@ -217,3 +218,93 @@ def test_device_link_reports_bad_port() -> None:
 
     with pytest.raises(SleepEdgeError, match="cannot open"):
         DeviceLink(f"socket://127.0.0.1:{free_port()}", lambda m: None).open(timeout_s=0.3)
+
+
+# --- what "answered" means: the device used the label (its FINAL says "cloud") ------------------
+
+def _ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"epoch": 1, "stage": "N3", "stage_index": 3, "probs": [0, 0, 0, 1, 0],
+                                     "model": "m"})
+
+
+def test_answered_counts_only_labels_the_device_used() -> None:
+    """A label the device refused as late (its FINAL says timeout) is counted late, not answered;
+    one whose FINAL never came is unconfirmed."""
+    sent: list = []
+    bridge = EscalationBridge(CloudClient("http://cloud", TOKEN, transport=httpx.MockTransport(_ok)), sent.append)
+    for epoch in (1, 2, 3):
+        bridge.on_escalate(P.Escalate(epoch, np.zeros(C.EPOCH_SAMPLES, np.int16)))
+    assert bridge.wait_idle(5)
+    assert sorted(m.epoch for m in sent) == [1, 2, 3]  # the bridge sent all three in time
+    bridge.on_final(P.Final(1, 3, C.FINAL_SOURCES.index("cloud")))
+    bridge.on_final(P.Final(2, 0, C.FINAL_SOURCES.index("timeout")))  # the device had given up
+    bridge.on_final(P.Final(9, 0, C.FINAL_SOURCES.index("edge")))  # not escalated: ignored
+    s = bridge.stats()
+    bridge.close()
+    assert (s["escalations"], s["answered"], s["late"], s["unconfirmed"], s["failed"]) == (3, 1, 1, 1, 0)
+    assert [r.outcome for r in bridge.records] == ["answered", "late", "unconfirmed"]
+    assert s["latency_ms_median"] == pytest.approx(bridge.records[0].latency_s * 1000)
+
+
+def test_answer_after_the_deadline_is_late_and_not_sent() -> None:
+    """The cloud answers, but after the bridge's deadline: nothing goes to the device, and the
+    escalation counts as late (the cloud did answer), not as failed."""
+    def slow(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.3)  # MockTransport ignores the client's timeout, so the answer does come
+        return _ok(request)
+
+    sent: list = []
+    bridge = EscalationBridge(CloudClient("http://cloud", TOKEN, transport=httpx.MockTransport(slow)), sent.append,
+                              timeout_ms=200, deadline_fraction=0.5)
+    bridge.on_escalate(P.Escalate(4, np.zeros(C.EPOCH_SAMPLES, np.int16)))
+    assert bridge.wait_idle(5)
+    bridge.on_final(P.Final(4, 1, C.FINAL_SOURCES.index("timeout")))
+    s = bridge.stats()
+    bridge.close()
+    assert sent == []
+    assert (s["answered"], s["late"], s["failed"]) == (0, 1, 0)
+    assert bridge.records[0].cloud_stage == 3 and "after the deadline" in (bridge.records[0].error or "")
+
+
+def test_no_label_after_the_device_finalised_the_epoch() -> None:
+    """A FINAL that arrives while the cloud is still working (the device timed out early, or its
+    pending table was full) stops the bridge from sending a label the device would refuse."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def gated(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        assert release.wait(5)
+        return _ok(request)
+
+    sent: list = []
+    bridge = EscalationBridge(CloudClient("http://cloud", TOKEN, transport=httpx.MockTransport(gated)), sent.append)
+    bridge.on_escalate(P.Escalate(6, np.zeros(C.EPOCH_SAMPLES, np.int16)))
+    assert entered.wait(5)
+    bridge.on_final(P.Final(6, 2, C.FINAL_SOURCES.index("timeout")))
+    release.set()
+    assert bridge.wait_idle(5)
+    bridge.close()
+    assert sent == [] and bridge.records[0].outcome == "late"
+
+
+def test_answered_matches_the_devices_cloud_finals_when_its_table_overflows(signal: np.ndarray) -> None:
+    """Nearly every epoch escalates and the cloud is slow: the device's table of pending
+    escalations overflows and it finalises the oldest on its own. "answered" then equals the
+    FINAL frames the device sent with source cloud; the answers it no longer wanted are late."""
+    # An escalation every ~0.2 s (inference delay), one answer per 0.6 s (no batching): after
+    # about a second 4 are pending, and each new escalation makes the device finalise the oldest
+    # on its own, long before its 10-s timeout; the cloud's answer for it comes later still.
+    slow = StandInCloudModel(delay_s=0.6)
+    with serve(slow, max_batch=1, max_wait_ms=0) as url, \
+            FakeDevice(timeout_ms=10_000, faults=FakeDeviceFaults(infer_delay_s=0.2)) as dev:
+        rows, summary = run_monitor(MonitorOptions(port=dev.url, signal=signal, cloud=url, token=TOKEN,
+                                                   threshold=0.999, timeout_ms=10_000))
+    esc = summary["escalation"]
+    device_cloud = sum(1 for m in dev.sent_frames if isinstance(m, P.Final) and m.source == 1)
+    assert esc["answered"] == device_cloud == sum(r.final_source == "cloud" for r in rows)
+    assert esc["late"] >= 1 and esc["answered"] >= 1, esc
+    assert esc["answered"] + esc["late"] + esc["failed"] + esc["unconfirmed"] == esc["escalations"]
+    assert esc["unconfirmed"] == 0 and esc["pending"] == 0
+    # A label can still cross the device's FINAL on the wire; the device refuses it, and it is late.
+    assert summary["device_errors"].get("cloud label for an epoch that is not pending", 0) <= esc["late"]

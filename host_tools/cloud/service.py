@@ -15,6 +15,14 @@ one, oldest first (null where the host has none). A context model (``host_tools.
 uses it when ``edge_model`` is the edge model it was trained on; otherwise, and for models
 without a head, the answer comes from the epoch alone (``context_used: false``).
 
+Abuse limits: a body over ``MAX_BODY_BYTES`` is refused with 413 by its Content-Length before
+any of it is read, or, without one (chunked), as soon as the bytes read pass the limit; JSON
+nested deeper than ``MAX_JSON_DEPTH`` is refused with 400 before parsing; a client that does not
+deliver its headers within ``--read-timeout`` seconds (``http_guard.GuardedH11Protocol``) is
+disconnected, and one that does not deliver its body within as long again gets 408. Refusals of
+an unread body close the connection so the rest of it is never read. A client that disconnects
+mid-request is one log line.
+
 Concurrent requests are micro-batched: an asyncio queue gathers up to ``max_batch`` requests or
 waits ``max_wait_ms`` after the first one, then makes one model call for all of them (a
 convolutional model scores 32 epochs in little more time than one). The model runs in a worker
@@ -29,8 +37,10 @@ import asyncio
 import hmac
 import importlib
 import json
+import logging
 import math
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -43,20 +53,29 @@ from host_tools.cloud.model import EdgeHistory
 from host_tools.errors import SleepEdgeError
 
 if TYPE_CHECKING:  # fastapi is a heavy import: only for annotations here
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
 
 TOKEN_ENV = "SLEEPEDGE_CLOUD_TOKEN"
 #: Environment used to hand the configuration to uvicorn worker processes (``--workers N``).
 _ENV_MODEL = "SLEEPEDGE_CLOUD_MODEL"
 _ENV_MAX_BATCH = "SLEEPEDGE_CLOUD_MAX_BATCH"
 _ENV_MAX_WAIT = "SLEEPEDGE_CLOUD_MAX_WAIT_MS"
-#: A valid request is ~20 KB of JSON; anything far larger is refused before parsing.
+_ENV_READ_TIMEOUT = "SLEEPEDGE_CLOUD_READ_TIMEOUT_S"
+#: A valid request is ~20 KB of JSON; anything far larger is refused before (or while) reading it.
 MAX_BODY_BYTES = 128 * 1024
+#: A valid request nests 3 deep (object > edge_history > entry); deeper JSON is refused unparsed,
+#: so Python's recursive JSON parser never nears its recursion limit.
+MAX_JSON_DEPTH = 8
+#: Seconds a client has for its request headers, and again for its body.
+DEFAULT_READ_TIMEOUT_S = 10.0
+#: uvicorn protocol class (by name: it imports uvicorn) that enforces the header deadline.
+UVICORN_HTTP_PROTOCOL = "host_tools.cloud.http_guard:GuardedH11Protocol"
 MAX_DEVICE_ID_CHARS = 128
 _REQUEST_KEYS = {"device_id", "epoch", "samples", "uv_per_lsb"}
 _HISTORY_KEYS = {"edge_model", "edge_history"}
 #: Most edge_history entries accepted (the proxy sends constants.CLOUD_HISTORY_EPOCHS).
 MAX_HISTORY_ENTRIES = 64
+log = logging.getLogger("uvicorn.error")  # uvicorn configures it: same format and level as its own
 
 
 class CloudModelLike(Protocol):
@@ -110,14 +129,17 @@ def parse_classify_request(body: bytes) -> ClassifyRequest:
     Raises
     ------
     RequestError
-        With status 400 (not JSON), 413 (too large) or 422 (wrong field, type or range), and a
-        message naming the offending field.
+        With status 400 (not JSON, or nested deeper than ``MAX_JSON_DEPTH``), 413 (too large) or
+        422 (wrong field, type or range), and a message naming the offending field.
     """
     if len(body) > MAX_BODY_BYTES:
         raise RequestError(413, f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(400, f"request body nests JSON {depth} levels deep; the limit is {MAX_JSON_DEPTH}")
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, or an integer of thousands of digits
         raise RequestError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise RequestError(422, f"request body must be a JSON object, got {type(doc).__name__}")
@@ -154,6 +176,34 @@ def parse_classify_request(body: bytes) -> ClassifyRequest:
     return ClassifyRequest(device_id, epoch, x_uv, _parse_history(doc))
 
 
+#: A JSON string: possessive, so it never backtracks, and an unterminated one runs to the end of
+#: the text, so no position is scanned twice (linear time on any input).
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+(?:"|\\?\Z)')
+
+
+def json_depth(text: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, without parsing it.
+
+    Brackets inside strings do not count. Linear in ``len(text)``, no recursion, so it is safe on
+    hostile input; on text that is not JSON the number is meaningless but finite (the parser
+    rejects such text anyway).
+
+    Parameters
+    ----------
+    text
+        The raw JSON text.
+
+    Returns
+    -------
+    int
+        The deepest nesting level (0 for a scalar, 1 for ``[1, 2]``, 2 for ``{"a": [1]}``).
+    """
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", text), dtype=np.uint8)
+    opens = (skeleton == ord("[")) | (skeleton == ord("{"))
+    closes = (skeleton == ord("]")) | (skeleton == ord("}"))
+    return int(np.cumsum(opens.astype(np.int64) - closes).max(initial=0))
+
+
 def _parse_history(doc: dict[str, Any]) -> EdgeHistory | None:
     """The optional ``edge_model`` + ``edge_history`` pair (both or neither)."""
     given = _HISTORY_KEYS & doc.keys()
@@ -180,6 +230,63 @@ def _parse_history(doc: dict[str, Any]) -> EdgeHistory | None:
         probs[i] = e
         present[i] = True
     return EdgeHistory(int(model, 16), probs, present)
+
+
+# --- reading the body ------------------------------------------------------------------------
+
+class ClientGone(Exception):
+    """The client disconnected before its request was complete."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES,
+                    timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> bytes:
+    """Read a request body, never holding more than ``limit`` bytes of it.
+
+    Parameters
+    ----------
+    request
+        The Starlette request whose body has not been read yet.
+    limit
+        Most bytes accepted.
+    timeout_s
+        Seconds the client has to deliver the whole body.
+
+    Returns
+    -------
+    bytes
+        The body.
+
+    Raises
+    ------
+    RequestError
+        413 when the Content-Length announces more than ``limit`` (before reading anything) or
+        the bytes streamed so far pass it (chunked bodies); 408 when the body is not complete
+        within ``timeout_s``.
+    ClientGone
+        The client disconnected first.
+    """
+    from starlette.requests import ClientDisconnect
+
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"request body is {declared} bytes (Content-Length); the limit is {limit}")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                if len(body) + len(chunk) > limit:
+                    raise RequestError(413, f"request body is over the limit of {limit} bytes")
+                body += chunk
+    except TimeoutError:
+        raise RequestError(408, f"request body not complete within {timeout_s:g} s "
+                                f"({len(body)} bytes received)") from None
+    except ClientDisconnect:
+        raise ClientGone(f"client disconnected after {len(body)} bytes of its request body") from None
+    return bytes(body)
+
+
+def _client_name(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "client"
 
 
 # --- micro-batching --------------------------------------------------------------------------
@@ -293,7 +400,8 @@ class MicroBatcher:
 
 # --- the app ---------------------------------------------------------------------------------
 
-def create_app(model: CloudModelLike, token: str, *, max_batch: int = 32, max_wait_ms: float = 10.0) -> FastAPI:
+def create_app(model: CloudModelLike, token: str, *, max_batch: int = 32, max_wait_ms: float = 10.0,
+               read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> FastAPI:
     """Build the FastAPI application around a loaded model.
 
     Parameters
@@ -304,6 +412,9 @@ def create_app(model: CloudModelLike, token: str, *, max_batch: int = 32, max_wa
         The bearer token every ``/v1/classify`` request must carry.
     max_batch, max_wait_ms
         Micro-batching limits (see :class:`MicroBatcher`).
+    read_timeout_s
+        Seconds a client has to deliver its request body (408 after that). Serve the app with
+        :func:`uvicorn_options` for the matching header deadline.
 
     Returns
     -------
@@ -329,7 +440,12 @@ def create_app(model: CloudModelLike, token: str, *, max_batch: int = 32, max_wa
     app = FastAPI(title="SleepEdge cloud escalation service", lifespan=lifespan)
     app.state.batcher = batcher
 
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    def error(status: int, message: str, headers: dict[str, str] | None = None, *,
+              body_unread: bool = False) -> JSONResponse:
+        if body_unread:
+            # The rest of the body may still be on its way: close the connection rather than
+            # have uvicorn read (and discard) it, however long it is.
+            headers = {**(headers or {}), "Connection": "close"}
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     @app.get("/health")
@@ -341,15 +457,19 @@ def create_app(model: CloudModelLike, token: str, *, max_batch: int = 32, max_wa
         # Constant-time comparison: the token is a shared secret.
         if not hmac.compare_digest(auth, expected):
             why = "missing bearer token" if not auth else "wrong bearer token"
-            return error(401, why, {"WWW-Authenticate": "Bearer"})
+            return error(401, why, {"WWW-Authenticate": "Bearer"}, body_unread=True)
         ctype = request.headers.get("content-type", "")
         if ctype and not ctype.split(";")[0].strip().lower().endswith("json"):
-            return error(415, f"content-type must be application/json, got {ctype!r}")
-        body = await request.body()
+            return error(415, f"content-type must be application/json, got {ctype!r}", body_unread=True)
         try:
-            req = parse_classify_request(body)
+            req = parse_classify_request(await read_body(request, MAX_BODY_BYTES, read_timeout_s))
+        except ClientGone as exc:
+            log.warning("%s - %s", _client_name(request), exc)
+            return error(400, str(exc))  # nobody reads it; uvicorn drops it
         except RequestError as exc:
-            return error(exc.status, exc.message)
+            if exc.status == 408:
+                log.info("%s - %s", _client_name(request), exc.message)
+            return error(exc.status, exc.message, body_unread=exc.status in (408, 413))
         try:
             probs, used = await batcher.classify(req.x_uv, req.history)
         except Exception as exc:  # a model failure is the service's fault, not the client's
@@ -394,7 +514,14 @@ def app_from_env() -> FastAPI:
         os.environ[TOKEN_ENV],
         max_batch=int(os.environ.get(_ENV_MAX_BATCH, "32")),
         max_wait_ms=float(os.environ.get(_ENV_MAX_WAIT, "10")),
+        read_timeout_s=float(os.environ.get(_ENV_READ_TIMEOUT, str(DEFAULT_READ_TIMEOUT_S))),
     )
+
+
+def uvicorn_options(read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> dict[str, Any]:
+    """uvicorn settings that go with :func:`create_app`: the guarded protocol, whose header
+    deadline is ``timeout_keep_alive`` (also the idle time allowed between requests)."""
+    return {"http": UVICORN_HTTP_PROTOCOL, "timeout_keep_alive": read_timeout_s}
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -411,6 +538,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=32, help="most epochs per model call (default: 32)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0,
                         help="how long a batch waits for more requests (default: 10)")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S,
+                        help="seconds a client has for its request headers, and again for its body; "
+                             f"slower clients are disconnected (default: {DEFAULT_READ_TIMEOUT_S:g})")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default: warning)")
 
 
@@ -433,6 +563,8 @@ def run(args: argparse.Namespace) -> int:
         raise SleepEdgeError(f"cloud serve: --workers must be >= 1, got {args.workers}")
     if args.max_batch < 1 or args.max_wait_ms < 0:
         raise SleepEdgeError("cloud serve: --max-batch must be >= 1 and --max-wait-ms >= 0")
+    if not 0 < args.read_timeout <= 3600:
+        raise SleepEdgeError(f"cloud serve: --read-timeout must be in (0, 3600] seconds, got {args.read_timeout:g}")
     if not 0 < args.port < 65536:
         raise SleepEdgeError(f"cloud serve: --port {args.port} is not a TCP port")
     _check_port_free(args.host, args.port)
@@ -441,12 +573,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"sleepedge cloud: model {model.name} loaded in {time.perf_counter() - t0:.1f} s; "
           f"listening on http://{args.host}:{args.port} ({args.workers} worker(s))", flush=True)
     if args.workers == 1:
-        app = create_app(model, token, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        app = create_app(model, token, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                         read_timeout_s=args.read_timeout)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                    **uvicorn_options(args.read_timeout))
     else:
-        os.environ.update({_ENV_MODEL: args.model, TOKEN_ENV: token,
+        os.environ.update({_ENV_MODEL: args.model, TOKEN_ENV: token, _ENV_READ_TIMEOUT: str(args.read_timeout),
                            _ENV_MAX_BATCH: str(args.max_batch), _ENV_MAX_WAIT: str(args.max_wait_ms)})
         uvicorn.run("host_tools.cloud.service:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level)
+                    workers=args.workers, log_level=args.log_level, **uvicorn_options(args.read_timeout))
     return 0
 

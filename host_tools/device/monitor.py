@@ -180,6 +180,7 @@ class Monitor:
                 if self.bridge is not None:
                     self.bridge.on_escalate(msg)
             elif isinstance(msg, P.Final):
+                if self.bridge is not None: self.bridge.on_final(msg)  # answered = used by the device
                 row = self.rows.get(msg.epoch)
                 if row is not None and row.final_source is None:
                     row.final_source = msg.source_name

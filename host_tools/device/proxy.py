@@ -11,7 +11,9 @@ Three pieces, used by ``sleepedge monitor`` in-process and by ``sleepedge proxy`
 * :class:`EscalationBridge` answers each ESCALATE from a worker thread. Its deadline is a
   fraction of the device's escalation timeout (from HELLO): a late label is useless because the
   device has already finalised the epoch with its own stage (source "timeout"). Every escalation
-  ends as an :class:`EscalationRecord`, answered or failed, so nothing is lost silently.
+  ends as an :class:`EscalationRecord`, so nothing is lost silently; an answer counts as
+  *answered* only when the device's FINAL frame says it used it (source "cloud"), and as *late*
+  when the cloud answered but the device had finalised the epoch on its own.
 """
 
 from __future__ import annotations
@@ -342,11 +344,27 @@ class EscalationRecord:
     error: str | None = None
     generation: int = 0  #: device boot count when received (labels are not sent across a reset)
     context_used: bool = False  #: the cloud answered with the edge history
+    too_late: bool = False  #: the answer came after the deadline (or the device's FINAL): not sent
+    device_source: str | None = None  #: how the device finalised the epoch (its FINAL frame)
 
     @property
     def latency_s(self) -> float | None:
-        """ESCALATE received -> CLOUD_LABEL written, for answered epochs."""
+        """ESCALATE received -> CLOUD_LABEL written, for labels that were sent."""
         return None if not self.sent or self.done_s is None else self.done_s - self.received_s
+
+    @property
+    def outcome(self) -> str:
+        """``answered``: the device's FINAL used the cloud's label. ``late``: the cloud answered,
+        but the device finalised the epoch without it (the answer missed the deadline, or the
+        device refused the label as late). ``unconfirmed``: a label was sent and no FINAL came
+        (yet). ``failed``: no usable answer. ``pending``: still being answered."""
+        if self.device_source == "cloud":
+            return "answered"
+        if self.done_s is None:
+            return "pending"
+        if self.cloud_stage is not None and (self.too_late or (self.sent and self.device_source is not None)):
+            return "late"
+        return "unconfirmed" if self.sent else "failed"
 
 
 class EscalationBridge:
@@ -392,6 +410,8 @@ class EscalationBridge:
         self.generation = 0
         #: epoch -> raw int8 outputs from RESULT frames; only the newest epochs are kept.
         self._results: dict[int, list[int]] = {}
+        #: epoch -> its escalation awaiting the device's FINAL frame.
+        self._awaiting_final: dict[int, EscalationRecord] = {}
         self._lock = threading.Lock()
         # More workers than the device can have pending, so a slow epoch never blocks a new one.
         self._pool = ThreadPoolExecutor(max_workers=2 * C.MAX_PENDING_ESCALATIONS,
@@ -427,12 +447,22 @@ class EscalationBridge:
         """The device rebooted: its pending escalations are gone, answers would be refused."""
         with self._lock:
             self.generation += 1
+            self._awaiting_final.clear()
+
+    def on_final(self, msg: P.Final) -> None:
+        """Note how the device finalised an escalated epoch (from its FINAL frame): an answer
+        counts as answered only when the device used it."""
+        with self._lock:
+            rec = self._awaiting_final.pop(int(msg.epoch), None)
+            if rec is not None:
+                rec.device_source = msg.source_name
 
     def on_escalate(self, msg: P.Escalate) -> EscalationRecord:
         """Take one ESCALATE (from the reader thread) and answer it in the background."""
         rec = EscalationRecord(epoch=int(msg.epoch), received_s=time.monotonic(), generation=self.generation)
         with self._lock:
             self.records.append(rec)
+            self._awaiting_final[rec.epoch] = rec
         deadline = rec.received_s + self.deadline_fraction * self.timeout_ms / 1000.0
         self._pool.submit(self._answer, rec, np.asarray(msg.samples, dtype=np.int16), deadline,
                           self.history_for(rec.epoch))
@@ -445,7 +475,8 @@ class EscalationBridge:
                 raise CloudError(f"ESCALATE carried {samples.size} samples, expected {C.EPOCH_SAMPLES}", True)
             ans = self.client.classify(self.device_id, rec.epoch, samples, deadline, history)
             rec.attempts, rec.cloud_stage, rec.context_used = ans.attempts, ans.stage, ans.context_used
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or rec.device_source is not None:
+                rec.too_late = True
                 raise CloudError("answer arrived after the deadline; the device keeps its own label")
             if rec.generation != self.generation:
                 raise CloudError("device reset while the epoch was pending")
@@ -479,15 +510,21 @@ class EscalationBridge:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
     def stats(self) -> dict[str, Any]:
-        """Counts and round-trip latencies (ms) of the escalations so far."""
+        """Counts by :attr:`EscalationRecord.outcome` and round-trip latencies (ms) of the
+        answered escalations so far."""
         with self._lock:
             recs = list(self.records)
-        lat = np.array([r.latency_s for r in recs if r.latency_s is not None], dtype=np.float64) * 1000.0
+            outcomes = [r.outcome for r in recs]
+        answered = [r for r, o in zip(recs, outcomes) if o == "answered"]
+        lat = np.array([r.latency_s for r in answered if r.latency_s is not None], dtype=np.float64) * 1000.0
         return {
             "escalations": len(recs),
-            "answered": sum(r.sent for r in recs),
-            "failed": sum(1 for r in recs if r.error is not None),
-            "with_context": sum(r.sent and r.context_used for r in recs),
+            "answered": len(answered),  #: the device used the cloud's label
+            "late": outcomes.count("late"),  #: the cloud answered, the device had finalised without it
+            "failed": outcomes.count("failed"),
+            "unconfirmed": outcomes.count("unconfirmed"),  #: sent, no FINAL seen
+            "pending": outcomes.count("pending"),
+            "with_context": sum(r.context_used for r in answered),
             "latency_ms_median": float(np.median(lat)) if lat.size else None,
             "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else None,
             "errors": sorted({r.error for r in recs if r.error})[:10],
@@ -528,6 +565,7 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(msg, P.Escalate):
             bridge.on_escalate(msg)
         elif isinstance(msg, P.Final):
+            bridge.on_final(msg)
             stage = C.STAGES[msg.stage] if msg.stage < C.N_CLASSES else "?"
             print(f"epoch {msg.epoch}: {stage} ({msg.source_name})", flush=True)
         elif isinstance(msg, P.Error):
@@ -547,5 +585,6 @@ def run(args: argparse.Namespace) -> int:
         bridge.close()
         client.close()
         s = bridge.stats()
-        print(f"sleepedge proxy: {s['escalations']} escalations, {s['answered']} answered, {s['failed']} failed")
+        print(f"sleepedge proxy: {s['escalations']} escalations, {s['answered']} answered, {s['late']} late, "
+              f"{s['failed']} failed" + (f", {s['unconfirmed']} unconfirmed" if s["unconfirmed"] else ""))
     return 0
