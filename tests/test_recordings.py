@@ -333,3 +333,29 @@ def test_pairing_errors(tmp_path: Path) -> None:
     (tmp_path / "b-Hypnogram.edf").unlink()
     (tmp_path / "a-PSG.edf.part").write_bytes(b"")  # downloads in progress are not recordings
     assert [(p.name, h.name) for p, h in recordings.find_pairs(tmp_path)] == [("a-PSG.edf", "a-Hypnogram.txt")]
+
+
+def test_one_name_one_recording(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    write_mne(tmp_path / "a" / "r-PSG.edf", {"C3-A1": sines(100, 60)}, 100)
+    (tmp_path / "a" / "r-Hypnogram.txt").write_text("N2\nN2\n")
+    (tmp_path / "b").mkdir()
+    write_mne(tmp_path / "b" / "r-PSG.fif", {"C3-A1": sines(100, 60)}, 100)
+    (tmp_path / "b" / "r-Hypnogram.txt").write_text("N2\nN2\n")
+    # The same night id in two folders would overwrite one cache file with the other.
+    with pytest.raises(SleepEdgeError, match=r"r-PSG.fif: recording r also at .*a/r-PSG.edf"):
+        prepare.prepare_corpus(tmp_path, tmp_path / "c", channel="C3-A1", progress=False)
+    # Two formats of one NAME in one folder share the hypnogram: refused.
+    write_mne(tmp_path / "a" / "r-PSG.bdf", {"C3-A1": sines(100, 60)}, 100)
+    with pytest.raises(SleepEdgeError, match="pairs with the same hypnogram r-Hypnogram.txt"):
+        recordings.find_pairs(tmp_path / "a")
+
+
+def test_fif_start_with_microseconds_pairs_with_an_edf_plus_hypnogram(tmp_path: Path) -> None:
+    write_mne(tmp_path / "r-PSG.fif", {"C3-A1": sines(200, 90)}, 200, start=START + dt.timedelta(microseconds=250_000))
+    edf_io.write_hypnogram(tmp_path / "r-Hypnogram.edf", [0], [90], ["N2"], START)
+    index = prepare.prepare_corpus(tmp_path, tmp_path / "c", channel="C3-A1", progress=False)
+    assert index["nights"][0]["stage_counts"]["N2"] == 3
+    edf_io.write_hypnogram(tmp_path / "r-Hypnogram.edf", [0], [90], ["N2"], START + dt.timedelta(seconds=1))
+    with pytest.raises(SleepEdgeError, match="mismatched pair: hypnogram starts"):
+        prepare.prepare_corpus(tmp_path, tmp_path / "c", channel="C3-A1", progress=False)

@@ -190,7 +190,9 @@ def prepare_night(
     nid = night_id(psg)
     signal, fs_in, psg_start, matched = recordings.read_eeg(psg, channel)
     hypno = recordings.read_hypnogram(hyp, stage_seconds, codes)
-    # Text hypnograms carry no clock: they start with the signal.
+    # Text hypnograms carry no clock: they start with the signal. EDF+ starts are whole seconds.
+    if psg_start is not None:
+        psg_start = psg_start.replace(microsecond=0)
     hyp_start = hypno.start if hypno.start is not None and psg_start is not None else psg_start
     check_pair(psg, hyp, psg_start, hyp_start, hypno.onsets, hypno.durations, hypno.descriptions,
                len(signal) / C.FS_HZ)
@@ -321,6 +323,11 @@ def prepare_corpus(
         raise SleepEdgeError(f"--stage-seconds must be positive, got {stage_seconds}")
     recordings.parse_channels(channel)
     pairs = recordings.find_pairs(in_dir)
+    seen: dict[str, Path] = {}
+    for psg, _hyp in pairs:
+        if (nid := night_id(psg)) in seen:
+            raise SleepEdgeError(f"{psg}: recording {nid} also at {seen[nid]}; each night needs its own name")
+        seen[nid] = psg
     out = Path(out_dir)
     (out / "nights").mkdir(parents=True, exist_ok=True)
     entries = []

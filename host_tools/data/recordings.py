@@ -514,6 +514,10 @@ def find_pairs(directory: str | Path) -> list[tuple[Path, Path]]:
             raise SleepEdgeError(f"{psg}: no hypnogram for this PSG (expected {want} beside it)")
         if len(found) > 1:
             raise SleepEdgeError(f"{psg}: several hypnograms match this PSG ({', '.join(h.name for h in found)})")
+        if found[0] in used:
+            other = next(p for p, h in pairs if h == found[0])
+            raise SleepEdgeError(f"{psg}: {other.name} beside it pairs with the same hypnogram {found[0].name}; "
+                                 f"keep one recording per NAME")
         pairs.append((psg, found[0]))
         used.add(found[0])
     for h in hyps:
