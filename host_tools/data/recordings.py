@@ -102,7 +102,9 @@ def check_psg_format(path: str | Path) -> str:
     suffix = psg_suffix(path)
     if suffix is None:
         kinds = ", ".join(f"{v} ({k})" for k, v in PSG_FORMATS.items() if k != ".fif.gz")
-        raise SleepEdgeError(f"{path}: unknown recording format (readable: {kinds})")
+        hint = "; for one-sample-per-line text use `sleepedge data convert`" \
+            if Path(path).suffix.lower() in (".txt", ".csv", ".asc") else ""
+        raise SleepEdgeError(f"{path}: unknown recording format (readable: {kinds}){hint}")
     return suffix
 
 
