@@ -13,6 +13,9 @@ EPOCHS    ?=
 OUT       ?= reports/demo
 EDF       ?=
 HYPNO     ?=
+CHANNEL   ?=
+STAGE_SECONDS ?=
+CODES     ?=
 THRESHOLD ?=
 PYTEST_ARGS ?=
 
@@ -63,7 +66,7 @@ flash: setup
 	$(MAKE) -C firmware flash BOARD=$(BOARD) PORT=$(PORT)
 
 demo: setup firmware
-	$(PY) -m host_tools.demo --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+	$(PY) -m host_tools.demo --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CHANNEL),--channel $(CHANNEL)) $(if $(STAGE_SECONDS),--stage-seconds $(STAGE_SECONDS)) $(if $(CODES),--codes $(CODES))
 
 train: setup
 	$(PY) -m host_tools.pipeline
