@@ -122,16 +122,19 @@ def test_device_reset_mid_stream_reports_gap(recording, drop: bool) -> None:
         rows, summary = run_monitor(MonitorOptions(port=dev.url, signal=sig, n_epochs=N, threshold=0.0,
                                                    timeout_ms=300, speed=300.0))
     assert [r.epoch for r in rows] == list(range(N))
-    assert summary["gap_epochs"] == [5]
-    assert rows[5].final_source == "gap" and rows[5].final_stage is None
     (reset,) = summary["resets"]
-    assert reset["resumed_epoch"] == 6 and reset["reconnected"] == drop
+    # The host resumes at the epoch boundary after it noticed the reset: at once (epoch 6), or
+    # on a loaded machine a TCP close can take a few blocks more to notice (epoch 7).
+    k = reset["resumed_epoch"]
+    assert k in (6, 7) and reset["reconnected"] == drop
+    assert summary["gap_epochs"] == list(range(5, k))
+    assert all(rows[e].final_source == "gap" and rows[e].final_stage is None for e in range(5, k))
     assert dev.boots == 2
     before = edge_reference(sig, 0, 5, threshold=0.0)
-    after = edge_reference(sig, 6, N - 6, threshold=0.0)  # the rebooted device filters from rest
+    after = edge_reference(sig, k, N - k, threshold=0.0)  # the rebooted device filters from rest
     assert [r.final_stage for r in rows[:5]] == [x[1] for x in before]
-    assert [r.final_stage for r in rows[6:]] == [x[1] for x in after]
-    assert all(r.final_source == "edge" for r in rows if r.epoch != 5)
+    assert [r.final_stage for r in rows[k:]] == [x[1] for x in after]
+    assert all(r.final_source == "edge" for r in rows if not 5 <= r.epoch < k)
     # The CONFIG sent again after the reset took effect: nothing escalated.
     assert summary["device"]["timeout_ms"] == 300
 

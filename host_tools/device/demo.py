@@ -157,7 +157,7 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     from host_tools.device.live_view import LiveView
     from host_tools.device.monitor import MonitorOptions, expert_labels, run_monitor, sleep_period
     from host_tools.device.monitor_outputs import write_outputs
-    from host_tools.device.monitor_summary import format_summary
+    from host_tools.device.monitor_summary import add_night_report, format_summary
 
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -206,9 +206,13 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     summary["recording"] = {"psg": str(copy), "source_psg": str(psg), "hypnogram": str(hyp),
                             "first_epoch_in_source": first, "origin": origin}
     summary["demo_wall_s"] = round(time.monotonic() - t0, 1)
-    paths = write_outputs(out, rows, summary, name=copy.name.removesuffix("-PSG.edf"), start=copy_start)
+    report = add_night_report(summary, rows)
+    paths = write_outputs(out, rows, summary, name=copy.name.removesuffix("-PSG.edf"), start=copy_start,
+                          report_md=report)
     print()
     print(format_summary(summary))
+    print()
+    print(report)
     _say(f"wrote {', '.join(p.name for p in paths.values())} and {copy.name} to {out}  "
          f"(total {summary['demo_wall_s']:.0f} s)")
     _say(f"check: sleepedge predict --model {shown_path(models / 'edge')} --in {copy} --out {out / 'predict.csv'}")
