@@ -26,6 +26,8 @@ import numpy as np
 from host_tools import constants as C
 
 UNUSABLE = -1  #: YASA's code for artefact / movement epochs
+#: Final sources whose epoch has no usable label whatever its stage field says.
+UNUSABLE_SOURCES = frozenset({"gap", "lost", "incomplete", "artefact"})
 SLEEP_STAGES = {"N1": 1, "N2": 2, "N3": 3, "REM": 4}
 
 
@@ -92,10 +94,12 @@ def night_statistics(final_stages: Iterable[int | None], final_sources: Iterable
         to 0.01, NaN written as None (JSON null).
     """
     stages, sources = list(final_stages), list(final_sources)
-    h = np.array([UNUSABLE if s is None or not 0 <= s < C.N_CLASSES else s for s in stages], dtype=np.int64)
+    usable = [s is not None and 0 <= s < C.N_CLASSES and src not in UNUSABLE_SOURCES
+              for s, src in zip(stages, sources)]
+    h = np.array([s if ok else UNUSABLE for s, ok in zip(stages, usable)], dtype=np.int64)
     excluded: dict[str, int] = {}
-    for s, src in zip(stages, sources):
-        if s is None or not 0 <= s < C.N_CLASSES:
+    for src, ok in zip(sources, usable):
+        if not ok:
             excluded[src or "lost"] = excluded.get(src or "lost", 0) + 1
     stats = sleep_statistics(h) if h.size >= 2 else None
     return {
