@@ -73,17 +73,31 @@ def _check_labels(rows: list[dict[str, str]], sig: np.ndarray, first: int, n: in
         [(e, C.STAGES[s], "edge") for e, s, *_ in ref]
 
 
-def _resume_and_check(psg: Path, hyp: Path, sig: np.ndarray, out: Path, k: int, capsys) -> None:
-    """--resume on a restarted device: every epoch exactly once, the first k untouched."""
+def _resume_and_check(psg: Path, hyp: Path, sig: np.ndarray, out: Path, k: int, capsys,
+                      same_device: FakeDevice | None = None) -> None:
+    """--resume: every epoch exactly once, the first k untouched. On a restarted device the
+    labels from epoch k are those of a stream started there; on the device that kept running,
+    those of the uninterrupted night."""
     before = _rows(out)
-    with FakeDevice() as dev:
-        assert main(_args(dev, psg, hyp, out, "--resume")) == 0
+    if same_device is not None:
+        assert main(_args(same_device, psg, hyp, out, "--resume")) == 0
+    else:
+        with FakeDevice() as dev:
+            assert main(_args(dev, psg, hyp, out, "--resume")) == 0
     printed = capsys.readouterr().out
     assert f"resuming the night in {out} at epoch {k}" in printed
     rows = _rows(out)
     assert [int(r["epoch"]) for r in rows] == list(range(N))
     assert rows[:k] == before
-    _check_labels(rows, sig, k, N - k)  # the restarted device filters from rest at epoch k
+    if same_device is None:
+        _check_labels(rows, sig, k, N - k)  # the restarted device filters from rest at epoch k
+    else:
+        # It drops the blocks it already has (stale) and carries on with its filter state: the
+        # uninterrupted night's labels, except an epoch it finished while no host listened.
+        ref = edge_reference(sig, 0, N, threshold=0.0)
+        lost = [r for r in rows[k:] if r["final_source"] == "lost"]
+        assert len(lost) <= 2
+        assert all(r["final_stage"] == C.STAGES[ref[int(r["epoch"])][1]] for r in rows if r not in lost)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["resumed_at_epoch"] == k
     assert summary["epochs_streamed"] == N and summary["sleep_statistics"]["epochs"] == N
@@ -95,6 +109,8 @@ def _resume_and_check(psg: Path, hyp: Path, sig: np.ndarray, out: Path, k: int, 
 
 @pytest.mark.parametrize("sig_name", ["SIGINT", "SIGTERM"])
 def test_stopped_night_keeps_completed_epochs_and_resumes(night, tmp_path: Path, capsys, sig_name: str) -> None:
+    """Ctrl-C, then --resume on the same (still running) device; SIGTERM, then --resume on a
+    restarted one."""
     psg, hyp, sig = night
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -108,7 +124,17 @@ def test_stopped_night_keeps_completed_epochs_and_resumes(night, tmp_path: Path,
             stdout, stderr = proc.communicate(timeout=60)
         finally:
             proc.kill()
-    assert proc.returncode == (130 if sig_name == "SIGINT" else 143), stderr
+        if sig_name == "SIGINT":
+            _check_stopped(out, sig, proc.returncode, stdout, stderr, sig_name)
+            _resume_and_check(psg, hyp, sig, out, len(_rows(out)), capsys, same_device=dev)
+            return
+    _check_stopped(out, sig, proc.returncode, stdout, stderr, sig_name)
+    _resume_and_check(psg, hyp, sig, out, len(_rows(out)), capsys)
+
+
+def _check_stopped(out: Path, sig: np.ndarray, returncode: int, stdout: str, stderr: str, sig_name: str) -> None:
+    """The folder of a night stopped by ``sig_name``: every completed epoch, complete = false."""
+    assert returncode == (130 if sig_name == "SIGINT" else 143), stderr
     assert ("sleepedge: interrupted" if sig_name == "SIGINT" else "sleepedge: terminated") in stderr
     assert "Traceback" not in stderr
     rows = _rows(out)
@@ -120,10 +146,10 @@ def test_stopped_night_keeps_completed_epochs_and_resumes(night, tmp_path: Path,
     assert ("Ctrl-C" if sig_name == "SIGINT" else "SIGTERM") in summary["reason"]
     assert summary["epochs_streamed"] == k and summary["sleep_statistics"]["epochs"] == k
     assert "Incomplete night" in (out / "report.md").read_text()
-    assert len(expert_labels(out / "SC4981E0-Hypnogram.edf", N)[:k]) == k
+    back = expert_labels(out / "SC4981E0-Hypnogram.edf", N)  # the EDF+ covers the k epochs, no more
+    assert [C.STAGES[s] for s in back[:k]] == [r["final_stage"] for r in rows] and (back[k:] == -1).all()
     assert "continue it with --resume" in stdout
     assert not list(out.glob(".*tmp*")), "no temporary files left behind"
-    _resume_and_check(psg, hyp, sig, out, k, capsys)
 
 
 def test_device_lost_mid_night_keeps_outputs_and_resumes(night, tmp_path: Path, capsys) -> None:
