@@ -87,7 +87,12 @@ def test_no_sleep_and_report_text() -> None:
     s = report["statistics"]
     assert s["TST"] == 0 and s["SE"] == 0 and s["SOL"] is None and s["WASO"] is None
     text = format_report(report)
-    assert "sleep onset latency (SOL) | n/a" in text and "| W | 10.0 |" in text
+    assert "| sleep onset latency (SOL) | n/a |" in text and "| W | 10.0 min |" in text
+    # With the expert's hypnogram of the same epochs beside it.
+    expert = night_statistics([0] * 4 + [2] * 16, ["expert"] * 20)
+    text = format_report(report, expert=expert)
+    assert "| total sleep time (TST) | 0.0 min | 8.0 min |" in text
+    assert "| N2 | 0.0 min (n/a of TST) | 8.0 min (100.0 % of TST) |" in text
     awake_then_asleep = night_statistics([0, 0, 2, 2, 0, 2, 4, 0], ["edge"] * 8)["statistics"]
     assert awake_then_asleep["awakenings"] == 2 and awake_then_asleep["SOL"] == 1.0
     assert night_statistics([2], ["edge"])["statistics"] is None

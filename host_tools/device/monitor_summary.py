@@ -95,8 +95,14 @@ def add_night_report(summary: dict[str, Any], rows: list[EpochRow], *, complete:
     summary["complete"] = complete
     summary["reason"] = reason
     report = night_statistics([r.final_stage for r in rows], [r.final_source for r in rows])
+    expert = None
+    if any(r.expert_stage is not None for r in rows):
+        expert = night_statistics([r.expert_stage for r in rows],
+                                  ["expert" if r.expert_stage is not None else "unscored" for r in rows])
     summary["sleep_statistics"] = report
+    summary["sleep_statistics_expert"] = expert
     origin = (summary.get("recording") or {}).get("origin")
     title = (f"Night report: epochs {rows[0].epoch}..{rows[-1].epoch} (device final labels)" if rows
              else "Night report: no completed epochs")
-    return format_report({**report, "complete": complete, "reason": reason}, title=title, origin=origin)
+    return format_report({**report, "complete": complete, "reason": reason}, title=title, origin=origin,
+                         expert=expert)

@@ -109,16 +109,32 @@ def night_statistics(final_stages: Iterable[int | None], final_sources: Iterable
     }
 
 
-def _minutes(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.1f} min"
+def _fmt(key: str, s: dict[str, Any] | None) -> str:
+    if s is None:
+        return ""
+    v = s.get(key)
+    if key == "awakenings":
+        return "n/a" if v is None else str(int(v))
+    if key == "Lat_REM_sleep_onset":
+        rem, sol = s.get("Lat_REM"), s.get("SOL")
+        v = None if rem is None or sol is None else rem - sol
+    unit = " %" if key in ("SE", "SME") or key.startswith("%") else " min"
+    return "n/a" if v is None else f"{v:.1f}{unit}"
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.1f} %"
+#: The report's rows of single statistics: (label, key of :func:`sleep_statistics`).
+ROWS = [("time in bed (TIB)", "TIB"), ("sleep period time (SPT)", "SPT"), ("total sleep time (TST)", "TST"),
+        ("sleep efficiency (TST/TIB)", "SE"), ("sleep maintenance efficiency (TST/SPT)", "SME"),
+        ("sleep onset latency (SOL)", "SOL"), ("wake after sleep onset (WASO)", "WASO"),
+        ("REM latency from sleep onset", "Lat_REM_sleep_onset"),
+        ("REM latency from the start (YASA Lat_REM)", "Lat_REM"), ("awakenings (sleep -> W)", "awakenings"),
+        ("W", "W")]
 
 
-def format_report(report: dict[str, Any], *, title: str = "Night report", origin: str | None = None) -> str:
-    """The report as Markdown (printed as is at the end of a night, and written as report.md)."""
+def format_report(report: dict[str, Any], *, title: str = "Night report", origin: str | None = None,
+                  expert: dict[str, Any] | None = None) -> str:
+    """The report as Markdown (printed as is at the end of a night, and written as report.md),
+    with the expert's hypnogram beside the device's when given (same epochs)."""
     s = report.get("statistics")
     lines = [f"# {title}", ""]
     if origin:
@@ -133,22 +149,15 @@ def format_report(report: dict[str, Any], *, title: str = "Night report", origin
     if s is None:
         lines.append("Too few epochs for sleep statistics.")
         return "\n".join(lines) + "\n"
-    rem_aasm = None if s["Lat_REM"] is None or s["SOL"] is None else s["Lat_REM"] - s["SOL"]
-    lines += [
-        "| statistic | value |", "|---|---|",
-        f"| time in bed (TIB) | {_minutes(s['TIB'])} |",
-        f"| sleep period time (SPT) | {_minutes(s['SPT'])} |",
-        f"| total sleep time (TST) | {_minutes(s['TST'])} |",
-        f"| sleep efficiency (TST/TIB) | {_pct(s['SE'])} |",
-        f"| sleep maintenance efficiency (TST/SPT) | {_pct(s['SME'])} |",
-        f"| sleep onset latency (SOL) | {_minutes(s['SOL'])} |",
-        f"| wake after sleep onset (WASO) | {_minutes(s['WASO'])} |",
-        f"| REM latency from sleep onset (from the start) | {_minutes(rem_aasm)} ({_minutes(s['Lat_REM'])}) |",
-        f"| awakenings (sleep -> W) | {int(s['awakenings'])} |",
-        "",
-        "| stage | minutes | % of TST |", "|---|---|---|",
-        f"| W | {s['W']:.1f} | |",
-    ]
+    e = (expert or {}).get("statistics")
+    lines += ["| statistic | device |" + (" expert |" if e else ""), "|---|---|" + ("---|" if e else "")]
+    for label, key in ROWS:
+        lines.append(f"| {label} | {_fmt(key, s)} |" + (f" {_fmt(key, e)} |" if e else ""))
     for name in [*SLEEP_STAGES, "NREM"]:
-        lines.append(f"| {name} | {s[name]:.1f} | {_pct(s['%' + name])} |")
+        pair = f"{_fmt(name, s)} ({_fmt('%' + name, s)} of TST)"
+        epair = f"{_fmt(name, e)} ({_fmt('%' + name, e)} of TST)" if e else ""
+        lines.append(f"| {name} | {pair} |" + (f" {epair} |" if e else ""))
+    if e:
+        n_unscored = sum((expert or {}).get("excluded_epochs", {}).values())
+        lines += ["", f"Expert: the same epochs scored by the hypnogram's scorer ({n_unscored} unscored)."]
     return "\n".join(lines) + "\n"
