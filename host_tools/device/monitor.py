@@ -16,23 +16,23 @@ and marks the epochs that got no FINAL as a "gap". Every streamed epoch ends wit
 The pieces: :mod:`host_tools.device.epoch_table` (the rows and how frames fill them in),
 :mod:`host_tools.device.connection` (handshake, reset detection, reconnect), this module's
 :class:`Monitor` (dispatching frames, the streaming loop, the end of the night),
-:mod:`host_tools.device.monitor_summary` and :mod:`host_tools.device.monitor_outputs`.
+:mod:`host_tools.device.monitor_summary`, :mod:`host_tools.device.night_report` (sleep
+statistics), :mod:`host_tools.device.monitor_outputs` (the files) and
+:mod:`host_tools.device.night_folder` (``--out``: durable, ``--resume``, early stops).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import math
 import os
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,8 +41,9 @@ from host_tools.device import protocol as P
 from host_tools.device.connection import DeviceConnection, ResetEvent
 from host_tools.device.epoch_table import SOURCE_GAP, SOURCE_LOST, EpochRow, EpochTable
 from host_tools.device.live_view import LiveView, ViewState
-from host_tools.device.monitor_outputs import ResultsLog, previous_night, write_outputs
-from host_tools.device.monitor_summary import add_night_report, format_summary, summarize
+from host_tools.device.monitor_outputs import previous_night
+from host_tools.device.monitor_summary import format_summary, summarize
+from host_tools.device.night_folder import NightFolder, Terminated, sigterm_stops_the_night
 from host_tools.device.night_report import format_report, night_statistics
 from host_tools.errors import SleepEdgeError
 
@@ -425,28 +426,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: stop the night like Ctrl-C, keeping what was done."""
-
-
-@contextlib.contextmanager
-def _sigterm_stops_the_night() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` in the main thread (the default would kill the
-    process without writing the outputs)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _check_args(args: argparse.Namespace, token: str | None) -> None:
     if args.cloud and not token:
         raise SleepEdgeError("--cloud needs --token (or $SLEEPEDGE_CLOUD_TOKEN)")
@@ -482,7 +461,7 @@ def run(args: argparse.Namespace) -> int:
     if previous:
         first, n = _resume_range(previous, args, n_total, out / "results.csv")  # type: ignore[operator]
         print(f"resuming the night in {out} at epoch {first} ({len(previous)} epochs done)")
-    night = _Night(out, previous, name=Path(args.edf).name.removesuffix("-PSG.edf").removesuffix(".edf"),
+    night = NightFolder(out, previous, name=Path(args.edf).name.removesuffix("-PSG.edf").removesuffix(".edf"),
                    start=start) if out else None
     if previous and n <= 0:
         print(f"{out}: the night is complete; nothing left to stream")
@@ -497,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(night_statistics([r.final_stage for r in rows], [r.final_source for r in rows])))
         return 0
     m = Monitor(opts, LiveView(plain=True if args.plain else None), on_done=night.open_log())
-    with _sigterm_stops_the_night():
+    with sigterm_stops_the_night():
         try:
             m.run()
         except KeyboardInterrupt:
@@ -511,48 +490,3 @@ def run(args: argparse.Namespace) -> int:
             night.finish_quietly(m, reason=f"stopped: {exc}")
             raise
     return night.finish(m, complete=True)
-
-
-class _Night:
-    """The night's folder: results.csv as the night goes, everything else at the end (or at the
-    stop: Ctrl-C, SIGTERM, the device lost) with what was completed."""
-
-    def __init__(self, out: Path, previous: list[EpochRow], *, name: str, start: dt.datetime) -> None:
-        self.out, self.previous, self.name, self.start = out, previous, name, start
-        self.log: ResultsLog | None = None
-
-    def open_log(self) -> Callable[[list[EpochRow]], None]:
-        self.log = ResultsLog(self.out, self.previous)
-        return self.log.append
-
-    def finish(self, m: Monitor | None, *, complete: bool, reason: str | None = None) -> int:
-        """Write the outputs of the rows saved so far (the previous session's and this one's)."""
-        if m is not None:
-            m.save_done()
-        if self.log is not None:
-            self.log.close()
-        rows = self.previous + (m.table.saved_rows() if m is not None else [])
-        if m is not None:
-            summary = m.summary(time.monotonic() - m.t0, rows)
-        else:
-            summary = summarize(rows, first_epoch=rows[0].epoch, elapsed_s=0.0, hello=None, escalation=None,
-                                link_host=None, link_device=None, device_errors={}, resets=[], flow_stalls=0)
-        if self.previous:
-            summary["resumed_at_epoch"] = self.previous[-1].epoch + 1
-        report = add_night_report(summary, rows, complete=complete, reason=reason)
-        paths = write_outputs(self.out, rows, summary, name=self.name, start=self.start, report_md=report)
-        print(f"wrote {', '.join(str(p) for p in paths.values())}")
-        if not complete:
-            print(f"the night stopped early ({reason}): {len(rows)} completed epochs kept in {self.out}; "
-                  f"continue it with --resume")
-        print(format_summary(summary))
-        print(report)
-        return 0
-
-    def finish_quietly(self, m: Monitor, *, reason: str) -> None:
-        """:meth:`finish` on the way out of an error: the error is what the user must see, so a
-        second one (the disk is still full) is dropped."""
-        try:
-            self.finish(m, complete=False, reason=reason)
-        except SleepEdgeError:
-            pass
