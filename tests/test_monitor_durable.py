@@ -243,3 +243,39 @@ def test_results_log_appends_and_a_torn_line_is_dropped(tmp_path: Path) -> None:
     (tmp_path / "results.csv").write_text("epoch,stage\n1,W\n")
     with pytest.raises(Exception, match="not a results.csv"):
         read_results(tmp_path / "results.csv")
+
+
+def test_full_disk_mid_night_names_results_csv(night, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The disk fills up while rows are appended: one line naming results.csv, exit 2, and the
+    folder still holds the completed epochs with complete = false."""
+    psg, hyp, _sig = night
+    out = tmp_path / "out"
+    real_open = open
+
+    class FillsUp:
+        def __init__(self, f) -> None:
+            self.f, self.lines = f, 0
+
+        def write(self, text: str) -> int:
+            self.lines += text.count("\n")
+            if self.lines > 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(text)
+
+        def __getattr__(self, name: str):
+            return getattr(self.f, name)
+
+    def fake_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return FillsUp(f) if Path(path).name == "results.csv" and "a" in mode else f
+
+    monkeypatch.setattr(monitor_outputs, "open", fake_open, raising=False)
+    with FakeDevice() as dev:
+        rc = main(_args(dev, psg, hyp, out, "--epochs", "8"))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.strip() == f"sleepedge: error: cannot write {out / 'results.csv'}: No space left on device"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["reason"].startswith("stopped: cannot write")
+    rows = _rows(out)
+    assert 3 <= len(rows) < 8 and [int(r["epoch"]) for r in rows] == list(range(len(rows)))
