@@ -43,7 +43,7 @@ from host_tools.device.epoch_table import SOURCE_GAP, SOURCE_LOST, EpochRow, Epo
 from host_tools.device.live_view import LiveView, ViewState
 from host_tools.device.monitor_outputs import previous_night
 from host_tools.device.monitor_summary import format_summary, summarize
-from host_tools.device.night_folder import NightFolder, Terminated, sigterm_stops_the_night
+from host_tools.device.night_folder import NightFolder, Terminated, run_night
 from host_tools.device.night_report import format_report, night_statistics
 from host_tools.errors import SleepEdgeError
 
@@ -461,32 +461,26 @@ def run(args: argparse.Namespace) -> int:
     if previous:
         first, n = _resume_range(previous, args, n_total, out / "results.csv")  # type: ignore[operator]
         print(f"resuming the night in {out} at epoch {first} ({len(previous)} epochs done)")
-    night = NightFolder(out, previous, name=Path(args.edf).name.removesuffix("-PSG.edf").removesuffix(".edf"),
-                   start=start) if out else None
+    name = Path(args.edf).name.removesuffix("-PSG.edf").removesuffix(".edf")
+    night = NightFolder(out, previous, name=name, start=start) if out else None
     if previous and n <= 0:
         print(f"{out}: the night is complete; nothing left to stream")
-        return night.finish(None, complete=True)  # type: ignore[union-attr]
+        night.finish(None, complete=True)  # type: ignore[union-attr]
+        return 0
     opts = MonitorOptions(port=args.port, signal=signal_i16, start_epoch=first, n_epochs=n,
                           speed=args.speed, cloud=args.cloud, token=token, threshold=args.threshold,
                           timeout_ms=args.timeout_ms, expert=expert, baudrate=args.baud,
                           reconnect_timeout_s=args.reconnect_s, title=f"SleepEdge monitor: {Path(args.edf).name}")
+    view = LiveView(plain=True if args.plain else None)
     if night is None:
-        rows, summary = run_monitor(opts, LiveView(plain=True if args.plain else None))
+        rows, summary = run_monitor(opts, view)
         print(format_summary(summary))
+        print()
         print(format_report(night_statistics([r.final_stage for r in rows], [r.final_source for r in rows])))
         return 0
-    m = Monitor(opts, LiveView(plain=True if args.plain else None), on_done=night.open_log())
-    with sigterm_stops_the_night():
-        try:
-            m.run()
-        except KeyboardInterrupt:
-            night.finish(m, complete=False, reason="interrupted (Ctrl-C)")
-            raise
-        except Terminated:
-            night.finish(m, complete=False, reason="terminated (SIGTERM)")
-            print("sleepedge: terminated", file=sys.stderr)
-            return 143
-        except SleepEdgeError as exc:
-            night.finish_quietly(m, reason=f"stopped: {exc}")
-            raise
-    return night.finish(m, complete=True)
+    try:
+        run_night(opts, view, night)
+    except Terminated:
+        print("sleepedge: terminated", file=sys.stderr)
+        return 143
+    return 0
