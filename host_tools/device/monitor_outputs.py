@@ -41,12 +41,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # also a second Ctrl-C: no temporary file left behind
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise cannot_write(path, exc) from None
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
