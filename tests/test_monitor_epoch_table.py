@@ -39,6 +39,8 @@ def test_take_done_hands_out_a_gap_free_prefix_once() -> None:
     assert [r.epoch for r in t.take_done()] == [0, 1]
     assert t.take_done() == []
     assert t.close(t.open_epochs(before=3), SOURCE_GAP)[0].epoch == 2
+    # A gap counts as reported: flow control after a reset must not wait for it (30 s stalls).
+    assert t.reported_upto == 2
     t.on_final(P.Final(4, 0, 0))
     assert [r.epoch for r in t.take_done()] == [2]  # 3 is open: 4 waits
     t.close(t.open_epochs(), SOURCE_LOST)

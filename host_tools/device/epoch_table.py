@@ -125,13 +125,16 @@ class EpochTable:
                 if r.final_source is None and (before is None or e < before)]
 
     def close(self, epochs: list[int], source: str) -> list[EpochRow]:
-        """Give ``epochs`` (still open) the final source ``source`` (gap, lost) and no stage."""
+        """Give ``epochs`` (still open) the final source ``source`` (gap, lost) and no stage.
+        They count as reported: flow control must not wait for epochs the device will never
+        report (those before a reset)."""
         closed = []
         for e in epochs:
             row = self.rows[e]
             if row.final_source is None:
                 row.final_source = source
                 closed.append(row)
+                self.reported_upto = max(self.reported_upto, e)
         return closed
 
     def all_final(self) -> bool:
