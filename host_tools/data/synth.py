@@ -462,8 +462,7 @@ def synth_night(
 
     ``montage`` (:class:`host_tools.data.randomize.Montage`; ``None`` = Fpz-Cz as always) makes
     the first channel another derivation: event rates and amplitudes, alpha, eye artefacts.
-    The random draws are the same whatever the montage, so frontal and central versions of a
-    night share their events.
+    The frontal montage gives exactly the plain generator's night.
 
     Returns
     -------
