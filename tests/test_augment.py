@@ -135,3 +135,40 @@ def test_make_dataset_applies_it_only_when_asked(batch: np.ndarray) -> None:
                          augment=_only("scale"), seed=3)
     (x2, _, w2), = list(again.as_numpy_iterator())
     assert np.array_equal(x1, x2) and np.array_equal(w2, np.ones(16))
+
+
+def test_training_hook_calls_it_and_the_cli_switch(batch: np.ndarray, monkeypatch) -> None:
+    """``fit_model(..., augment=cfg)`` trains on augmented batches; ``--augment`` reaches the
+    trainers; the default is off."""
+    import inspect
+
+    from host_tools import cli
+    from host_tools.data import augment as A
+    from host_tools.learn import distil as distil_mod
+    from host_tools.learn import train as T
+    from host_tools.learn.models import build_edge_cnn
+
+    calls = []
+    real = A.augment_batch
+
+    def spy(x, y=None, *, rng, config):
+        calls.append(x.shape)
+        return real(x, y, rng=rng, config=config)
+
+    monkeypatch.setattr(A, "augment_batch", spy)
+    y = np.arange(16) % 5
+    model = build_edge_cnn(seed=0)
+    T.fit_model(model, T.make_strategy("default"), np.clip(batch, -200, 200), y, np.ones(16, np.float32),
+                loss="sparse_categorical_crossentropy", lr=1e-3, batch=8, passes=1, steps_per_pass=2,
+                seed=0, callbacks=[], verbose=0, augment=T.augment_config(True, clip_uv=200.0))
+    assert len(calls) >= 2 and calls[0] == (8, C.EPOCH_SAMPLES, 1)
+    assert T.augment_config(False) is None
+    assert inspect.signature(T.train_source).parameters["augment"].default is False
+    assert inspect.signature(distil_mod.distil).parameters["augment"].default is False
+
+    seen = {}
+    monkeypatch.setattr(T, "train_source", lambda *a, **kw: seen.setdefault("source", kw))
+    monkeypatch.setattr(distil_mod, "distil", lambda *a, **kw: seen.setdefault("distil", kw))
+    assert cli.main(["train", "source", "--cache", "c", "--out", "o", "--augment"]) == 0
+    assert cli.main(["transfer", "distil", "--teacher", "t", "--cache", "c", "--out", "o", "--augment"]) == 0
+    assert seen["source"]["augment"] is True and seen["distil"]["augment"] is True
