@@ -23,8 +23,14 @@ How a night is made (docs/synthetic-data.md has the full story and the calibrati
 5. **Written hypnogram** = generating sequence with human-like scorer disagreement: mostly at
    stage boundaries and in N1, N3 <-> N2 by slow-wave depth, a per-night scorer bias.
 
-Everything is drawn from ``numpy.random.default_rng`` seeded by ``(seed, domain, subject, night)``,
-so files are byte-identical for a seed whatever the number of workers.
+6. **Domain randomization** (``--randomize``, off by default): the night is recorded through a
+   random montage (frontal / central), gain, offset and drift, native rate (resampled to 100 Hz
+   with the real-input resampler), amplifier noise, 50/60 Hz mains and artefacts
+   (:mod:`host_tools.data.randomize`).
+
+Everything is drawn from ``numpy.random.default_rng`` seeded by ``(seed, domain, subject, night)``
+(the randomization from its own stream), so files are byte-identical for a seed whatever the
+number of workers, and the default corpus does not change when randomization exists.
 """
 
 from __future__ import annotations
