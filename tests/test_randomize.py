@@ -60,6 +60,9 @@ def test_draws_cover_the_documented_ranges() -> None:
     off = R.draw_night(R.night_rng(5, 0, 0, 1), dataclasses.replace(cfg, mains=False, acquisition=False))
     on = _draw(5, cfg)
     assert off.mains_uv == 0.0 and off.native_fs == C.FS_HZ
+    # Recorded at 100 Hz directly, mains is 50 Hz (60 Hz would fold to 40 Hz without the path).
+    at100 = [_draw(s, dataclasses.replace(cfg, acquisition=False)) for s in range(20)]
+    assert {d.mains_hz for d in at100} == {50.0} and {d.native_fs for d in at100} == {C.FS_HZ}
     assert (off.gain, off.noise_uv, off.montage) == (on.gain, on.noise_uv, on.montage)
 
 

@@ -150,7 +150,9 @@ def draw_night(rng: np.random.Generator, cfg: RandomizationConfig | None = None)
         drift_uv=drift if cfg.gain else 0.0,
         native_fs=fs if cfg.acquisition else C.FS_HZ,
         noise_uv=noise if cfg.noise else 0.0,
-        mains_hz=mains_hz,
+        # At 100 Hz without the acquisition path 60 Hz would fold to 40 Hz, which an analog
+        # anti-aliasing filter prevents in a real amplifier: keep 50 Hz (at Nyquist) there.
+        mains_hz=mains_hz if cfg.acquisition else 50.0,
         mains_uv=mains_uv if cfg.mains else 0.0,
         emg_per_h=emg if cfg.artefacts else 0.0,
         pops_per_h=pops if cfg.artefacts else 0.0,
