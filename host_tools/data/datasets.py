@@ -116,7 +116,7 @@ def sample_weights(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def make_dataset(
     x: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None, *, batch: int,
-    shuffle: bool = True, repeat: bool = True, seed: int = 0,
+    shuffle: bool = True, repeat: bool = True, seed: int = 0, augment: Any = None,
 ) -> Any:
     """tf.data pipeline over in-memory arrays: ``(x (B, 3000, 1), targets[, weights])`` batches.
 
@@ -136,6 +136,9 @@ def make_dataset(
         Training pipelines shuffle and repeat forever (passes are counted in steps).
     seed : int
         Shuffle seed, identical on every worker.
+    augment : host_tools.data.augment.AugmentConfig or None
+        Training-time augmentation of every batch (:func:`host_tools.data.augment.augment_batch`,
+        its own generator seeded by ``seed``); ``None`` (default) = off.
     """
     import tensorflow as tf
 
@@ -157,7 +160,31 @@ def make_dataset(
             return tf.gather(xt, i), tf.gather(tt, i)
         return tf.gather(xt, i), tf.gather(tt, i), tf.gather(wt, i)
 
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(_augmenter(augment, seed))  # sequential: one generator, reproducible order
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(opts)
+
+
+def _augmenter(config: Any, seed: int) -> Any:
+    """A tf.data map function that runs :func:`augment_batch` (numpy) on each batch."""
+    import tensorflow as tf
+
+    from host_tools.data.augment import augment_batch
+
+    rng = np.random.default_rng([int(seed), 0xA06])
+
+    def np_aug(x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xa, ta = augment_batch(x, t, rng=rng, config=config)
+        return xa, ta
+
+    def fn(x: Any, t: Any, *w: Any) -> Any:
+        xa, ta = tf.numpy_function(np_aug, [x, t], [x.dtype, t.dtype], stateful=True)
+        xa.set_shape(x.shape)
+        ta.set_shape(t.shape)
+        return (xa, ta, *w)
+
+    return fn

@@ -23,8 +23,14 @@ How a night is made (docs/synthetic-data.md has the full story and the calibrati
 5. **Written hypnogram** = generating sequence with human-like scorer disagreement: mostly at
    stage boundaries and in N1, N3 <-> N2 by slow-wave depth, a per-night scorer bias.
 
-Everything is drawn from ``numpy.random.default_rng`` seeded by ``(seed, domain, subject, night)``,
-so files are byte-identical for a seed whatever the number of workers.
+6. **Domain randomization** (``--randomize``, off by default): the night is recorded through a
+   random montage (frontal / central), gain, offset and drift, native rate (resampled to 100 Hz
+   with the real-input resampler), amplifier noise, 50/60 Hz mains and artefacts
+   (:mod:`host_tools.data.randomize`).
+
+Everything is drawn from ``numpy.random.default_rng`` seeded by ``(seed, domain, subject, night)``
+(the randomization from its own stream), so files are byte-identical for a seed whatever the
+number of workers, and the default corpus does not change when randomization exists.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import numpy as np
 
 from host_tools import SHARED_DIR
 from host_tools import constants as C
+from host_tools.data import randomize
 from host_tools.errors import SleepEdgeError
 
 #: Channel names exactly as in Sleep-EDF PSG files.
@@ -68,6 +75,8 @@ MOVEMENT = -1
 _HYPNO_LETTERS = "CHJPVUAEM"
 
 _FREQS = np.fft.rfftfreq(FRAME, d=1.0 / FS)  # 0 .. 50 Hz, 201 bins
+#: The generator's own derivation (all montage factors 1).
+_FPZ_CZ = randomize.MONTAGES["frontal"]
 
 # Band edges used for the per-stage templates (the bands of the real statistics JSON).
 BANDS: dict[str, tuple[float, float]] = {
@@ -340,14 +349,22 @@ def _peak(center: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((_FREQS - center) / width) ** 2)
 
 
-def state_spectra(subj: Subject, dom: DomainParams) -> dict[str, np.ndarray]:
-    """Per-state background PSDs (N_STATES, n_freq) for Fpz-Cz and Pz-Oz of one subject."""
+def state_spectra(subj: Subject, dom: DomainParams, montage: Any = None) -> dict[str, np.ndarray]:
+    """Per-state background PSDs (N_STATES, n_freq) for Fpz-Cz and Pz-Oz of one subject.
+
+    ``montage`` (a :class:`host_tools.data.randomize.Montage`, randomized corpora only) changes
+    the first channel's derivation: alpha in relaxed wake, N2/N3 delta, EMG, overall amplitude.
+    """
     out = {}
     for ch in ("fpz", "pz"):
         lev = _BG_LEVELS[ch].copy() * np.exp(subj.band_gain)[None, :]
         lev[:, 3] *= dom.beta
         lev[(S_N2, S_N3), 0] *= dom.delta
         lev[W_ACT, 3:] *= subj.emg
+        if montage is not None and ch == "fpz":
+            lev[(S_N2, S_N3), 0] *= montage.slow_wave_amp ** 2
+            lev[W_ACT, 3:] *= montage.emg ** 2
+            lev *= montage.gain ** 2
         # The alpha band holds a subject-specific peak; the rest of the band is background.
         alpha_share = np.array([0.8, 0.3, 0.3, 0.2, 0.2, 0.35])
         specs = []
@@ -358,6 +375,8 @@ def state_spectra(subj: Subject, dom: DomainParams) -> dict[str, np.ndarray]:
             peak = _peak(subj.alpha_hz, 0.9)
             band = (_FREQS >= 8) & (_FREQS < 13)
             amp = lev[s, 2] * alpha_share[s] * subj.alpha_pow * band.sum() / peak[band].sum()
+            if montage is not None and ch == "fpz" and s == W_REL:
+                amp *= montage.alpha_wake ** 2
             specs.append(p + amp * peak)
         out[ch] = np.array(specs) * subj.gain**2 * (subj.pz_gain**2 if ch == "pz" else 1.0)
     return out
@@ -443,9 +462,13 @@ def _add(sig: np.ndarray, t0: float, wave: np.ndarray) -> None:
 
 
 def synth_night(
-    seq: np.ndarray, subj: Subject, dom: DomainParams, rng: np.random.Generator
+    seq: np.ndarray, subj: Subject, dom: DomainParams, rng: np.random.Generator, montage: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Generate the three channels for one generating sequence.
+
+    ``montage`` (:class:`host_tools.data.randomize.Montage`; ``None`` = Fpz-Cz as always) makes
+    the first channel another derivation: event rates and amplitudes, alpha, eye artefacts.
+    The frontal montage gives exactly the plain generator's night.
 
     Returns
     -------
@@ -459,7 +482,8 @@ def synth_night(
     n = n_ep * EPOCH
     mix, act = _mixture(seq, rng)
     nf = mix.shape[0]
-    spectra = state_spectra(subj, dom)
+    spectra = state_spectra(subj, dom, montage)
+    mt = montage if montage is not None else _FPZ_CZ
     t_frame = np.arange(nf) * HOP / FS
 
     # Slow log-power fluctuations in five smooth bands: within-night, within-stage variability.
@@ -488,7 +512,7 @@ def synth_night(
 
     g = subj.gain
     # --- sleep spindles (11-16 Hz, 0.5-2 s), partly after K-complexes --------------------------
-    sp_rate = subj.spindle_rate * rate(mix[:, S_N2] + 0.4 * mix[:, S_N3] + 0.1 * mix[:, S_N1], 5.0)
+    sp_rate = mt.spindle_rate * subj.spindle_rate * rate(mix[:, S_N2] + 0.4 * mix[:, S_N3] + 0.1 * mix[:, S_N1], 5.0)
     sp_times = list(_event_times(sp_rate, rng))
     kc_times = _event_times(rate(mix[:, S_N2] + 0.5 * mix[:, S_N3], 1.4), rng)
     sp_times += [t + 0.7 for t in kc_times if rng.random() < 0.4]
@@ -499,14 +523,14 @@ def synth_night(
         f = np.clip(subj.spindle_hz + rng.normal(0, 0.5), 11.0, 16.0)
         wave = env * np.sin(2 * np.pi * f * tt + rng.uniform(0, 2 * np.pi))
         amp = g * dom.spindle_amp * rng.lognormal(np.log(16.0), 0.35)
-        _add(fpz, t, amp * wave)
+        _add(fpz, t, mt.spindle_amp * mt.gain * amp * wave)
         _add(pz, t, 0.8 * subj.pz_gain * amp * wave)
     # --- K-complexes: sharp negative then slow positive wave, >0.5 s ---------------------------
     for t in kc_times:
         tt = np.arange(120) / FS
         amp = g * dom.delta ** 0.5 * rng.lognormal(np.log(80.0), 0.3)
         wave = amp * (-np.exp(-0.5 * ((tt - 0.25) / 0.07) ** 2) + 0.65 * np.exp(-0.5 * ((tt - 0.6) / 0.15) ** 2))
-        _add(fpz, t, wave)
+        _add(fpz, t, mt.kcomplex_amp * mt.gain * wave)
         _add(pz, t, 0.45 * subj.pz_gain * wave)
     # --- slow waves (0.5-2 Hz, > 75 uV peak-to-peak): dense in N3, more so the deeper it is ------
     depth_fr = np.interp(t_frame, (np.arange(n_ep) + 0.5) * C.EPOCH_S, depth)
@@ -515,7 +539,7 @@ def synth_night(
         period = 1.0 / rng.uniform(0.6, 1.6)
         tt = np.arange(int(period * FS)) / FS
         amp = g * dom.delta * rng.lognormal(np.log(52.0), 0.2)  # half of peak-to-peak
-        _add(fpz, t, -amp * np.sin(2 * np.pi * tt / period))
+        _add(fpz, t, -(mt.slow_wave_amp * mt.gain * amp) * np.sin(2 * np.pi * tt / period))
         _add(pz, t, -0.5 * subj.pz_gain * amp * np.sin(2 * np.pi * tt / period))
     # --- vertex sharp waves in N1 --------------------------------------------------------------
     for t in _event_times(rate(mix[:, S_N1], 2.0), rng):
@@ -536,7 +560,7 @@ def synth_night(
     for t in _event_times(subj.blink_rate * (mix[:, W_ACT] + 0.15 * mix[:, W_REL] + 0.1 * mix[:, S_N1]), rng):
         tt = np.arange(60) / FS
         blink = rng.lognormal(np.log(45.0), 0.35) * np.exp(-0.5 * ((tt - 0.3) / 0.1) ** 2)
-        _add(fpz, t, g * blink)  # a blink is mostly vertical: big frontally, small on horizontal EOG
+        _add(fpz, t, (mt.eye * g) * blink)  # a blink is mostly vertical: big frontally, small on horizontal EOG
         _add(eye, t, 0.25 * blink)
     # REM sleep has phasic bursts of rapid eye movements: a slow on/off process gates them.
     phasic = 1.0 / (1.0 + np.exp(-(_ar1(rng, nf, 10.0, 2.0) - 0.5)))
@@ -556,7 +580,7 @@ def synth_night(
     vpos = np.zeros(n)
     np.add.at(vpos, np.clip(np.rint(v_t * FS).astype(int), 0, n - 1), rng.normal(0.0, 38.0, v_t.size))
     vpos = scipy.signal.lfilter([1.0, -1.0], [1.0, -0.99], scipy.signal.lfilter(np.ones(4) / 4, [1.0], np.cumsum(vpos)))
-    fpz += g * vpos
+    fpz += (mt.eye * g) * vpos
     sem_w = np.interp(np.arange(n) / FS, t_frame, mix[:, S_N1] + 0.3 * mix[:, W_REL])
     b, a = scipy.signal.butter(2, [0.15, 0.6], btype="bandpass", fs=FS)
     sem = scipy.signal.lfilter(b, a, rng.standard_normal(n)) * 12.0 * np.sqrt(FS / 0.9)
@@ -585,7 +609,7 @@ def synth_night(
         mains = subj.mains_uv * np.cos(2 * np.pi * 49.97 * tt + rng.uniform(0, 2 * np.pi))
         noise = rng.standard_normal(n) * subj.noise_uv * floor
         out[name] = sig + subj.drift_uv * drift * floor + noise + mains
-    out["EEG Fpz-Cz"] += subj.eye_leak * eye
+    out["EEG Fpz-Cz"] += (mt.eye * subj.eye_leak) * eye
     # The horizontal EOG electrodes also pick up frontal EEG (and its events).
     out["EOG horizontal"] = subj.eog_gain * eye + subj.eeg_leak * fpz + rng.standard_normal(n) * subj.noise_uv * 1.5
     return out, {"w_active": act, "sws_depth": depth}
@@ -670,6 +694,7 @@ class NightJob:
     night: int
     real: tuple[np.ndarray, ...]  #: candidate real sequences, first preferred
     night_minutes: int | None
+    randomize: randomize.RandomizationConfig | None = None  #: domain randomization (off: None)
 
 
 def night_names(domain: str, subject: int, night: int, seed: int) -> tuple[str, str]:
@@ -705,7 +730,14 @@ def _write_night(job: NightJob) -> tuple[str, str]:
                 break
         assert best is not None
         seq = best[1]
-    signals, latent = synth_night(seq, subj, dom, rng)
+    if job.randomize is None:
+        signals, latent = synth_night(seq, subj, dom, rng)
+        draw = None
+    else:
+        rrng = randomize.night_rng(job.seed, _domain_code(job.domain), job.subject, job.night)
+        draw = randomize.draw_night(rrng, job.randomize)
+        signals, latent = synth_night(seq, subj, dom, rng, montage=randomize.MONTAGES[draw.montage])
+        signals = randomize.record_night(signals, draw, rrng, job.randomize, stage_codes=seq)
     texts = score_hypnogram(seq, latent, rng)
     onsets, durs, descs = _annotations(texts)
     # Sleep-EDF recordings start in the afternoon/evening; deterministic per night.
@@ -717,6 +749,8 @@ def _write_night(job: NightJob) -> tuple[str, str]:
     psg, hyp = out / psg_name, out / hyp_name
     edf_io.write_psg(psg, {ch: signals[ch] for ch in CHANNELS}, FS, start,
                      patient=f"{dom.prefix}{job.subject:02d}")
+    if draw is not None:
+        randomize.write_sidecar(psg, draw)
     # Like the real files, the hypnogram ends with an unscored stretch.
     onsets.append(float(len(texts) * C.EPOCH_S))
     durs.append(float(C.EPOCH_S * int(rng.integers(1, 40))))
@@ -726,7 +760,8 @@ def _write_night(job: NightJob) -> tuple[str, str]:
 
 
 def _night_job(out: Path, real: dict[str, list[np.ndarray]], domain: str, seed: int, subject: int,
-               night: int, night_minutes: int | None) -> NightJob:
+               night: int, night_minutes: int | None,
+               randomize_cfg: randomize.RandomizationConfig | None = None) -> NightJob:
     """The job for one night: which real hypnogram(s) drive it and its random streams.
 
     Depends only on (seed, domain, subject, night), so one night of a corpus can be regenerated
@@ -739,12 +774,14 @@ def _night_job(out: Path, real: dict[str, list[np.ndarray]], domain: str, seed: 
     mine = own[(night - 1) % len(own)]
     cands = (mine, *others) if night_minutes is not None else (mine,)
     return NightJob(str(out), domain, int(seed), subject, night, cands,
-                    None if night_minutes is None else int(night_minutes))
+                    None if night_minutes is None else int(night_minutes), randomize_cfg)
 
 
 def generate_night(out: str | Path, subject: int, night: int, domain: str, seed: int,
-                   night_minutes: int | None = None) -> tuple[Path, Path]:
-    """Write one night exactly as ``generate_corpus(out, ..., domain, seed, night_minutes)`` would.
+                   night_minutes: int | None = None,
+                   randomize: bool | randomize.RandomizationConfig | None = None) -> tuple[Path, Path]:
+    """Write one night exactly as ``generate_corpus(out, ..., domain, seed, night_minutes,
+    randomize=...)`` would.
 
     Returns
     -------
@@ -754,8 +791,9 @@ def generate_night(out: str | Path, subject: int, night: int, domain: str, seed:
     if domain not in DOMAINS:
         raise SleepEdgeError(f"domain {domain!r}: must be one of {', '.join(DOMAINS)}")
     Path(out).mkdir(parents=True, exist_ok=True)
+    cfg = _randomize_config(randomize)
     psg, hyp = _write_night(_night_job(Path(out), load_real_sequences(), domain, seed, int(subject),
-                                       int(night), night_minutes))
+                                       int(night), night_minutes, cfg))
     return Path(psg), Path(hyp)
 
 
@@ -768,6 +806,7 @@ def generate_corpus(
     night_minutes: int | None = None,
     workers: int | None = None,
     progress: bool = False,
+    randomize: bool | randomize.RandomizationConfig | None = None,
 ) -> list[Path]:
     """Write a synthetic Sleep-EDF-style corpus.
 
@@ -789,6 +828,11 @@ def generate_corpus(
         Processes (default 2); results do not depend on it.
     progress
         Show a progress bar.
+    randomize
+        Domain randomization (:mod:`host_tools.data.randomize`): ``True`` for the documented
+        ranges, a ``RandomizationConfig``, or ``None``/``False`` (default) for the plain corpus,
+        byte-identical to what it always was. Each randomized night also gets a
+        ``*-randomization.json`` beside its PSG.
 
     Returns
     -------
@@ -813,7 +857,8 @@ def generate_corpus(
         raise SleepEdgeError(f"{out}: cannot create output folder ({exc.strerror})") from exc
 
     real = load_real_sequences()
-    jobs = [_night_job(out, real, domain, seed, i, night, night_minutes)
+    cfg = _randomize_config(randomize)
+    jobs = [_night_job(out, real, domain, seed, i, night, night_minutes, cfg)
             for i in range(n_subjects) for night in range(1, nights + 1)]
 
     results: list[tuple[str, str]] = []
@@ -835,6 +880,13 @@ def generate_corpus(
     if bar:
         bar.close()
     return [Path(p) for pair in results for p in pair]
+
+
+def _randomize_config(value: Any) -> randomize.RandomizationConfig | None:
+    try:
+        return randomize.config_from_arg(value)
+    except TypeError as exc:
+        raise SleepEdgeError(f"randomize: {exc}") from exc
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -859,6 +911,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--night-minutes", type=int, default=None,
                         help="crop each night to M minutes around sleep onset (quick tests)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--randomize", action="store_true",
+                        help="domain randomization: random montage (frontal/central), gain, DC "
+                             "offset and drift, native rate 128-256 Hz resampled to 100 Hz, "
+                             "amplifier noise, 50/60 Hz mains, EMG, pops, movement "
+                             "(docs/synthetic-data.md); off by default")
     parser.add_argument("--report", action="store_true",
                         help="calibration report against the real Sleep-EDF statistics "
                              "(of --in DIR alone, or of the corpus just written)")
@@ -882,7 +939,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         t0 = time.perf_counter()
         files = generate_corpus(args.out, args.subjects, args.nights, args.domain, args.seed,
-                                night_minutes=args.night_minutes, workers=args.workers, progress=True)
+                                night_minutes=args.night_minutes, workers=args.workers, progress=True,
+                                randomize=args.randomize)
         print(f"wrote {len(files) // 2} nights to {args.out} in {time.perf_counter() - t0:.1f} s")
         corpus = args.out
     if args.report:

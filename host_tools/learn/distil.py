@@ -63,7 +63,7 @@ def distil(
     teacher: str | Path, cache: str | Path, out: str | Path, *, temperature: float = 4.0,
     alpha: float = 0.3, passes: int = 20, steps_per_pass: int | None = None, batch: int = 256,
     patience: int = 4, lr: float = 2e-3, val_max: int = 3000, strategy: str = "default",
-    seed: int = 0, verbose: int = 1,
+    seed: int = 0, verbose: int = 1, augment: bool = False,
 ) -> dict[str, Any]:
     """Distil the teacher into the edge CNN and compare with the edge CNN trained alone.
 
@@ -91,6 +91,10 @@ def distil(
         tf.distribute strategy name (see ``train.make_strategy``).
     seed : int
     verbose : int
+    augment : bool
+        Training-time augmentation of the student's batches (:mod:`host_tools.data.augment`,
+        re-clipped to the int8 input range; hard and teacher targets mixed with the epochs); off
+        by default until a retrain decides.
 
     Returns
     -------
@@ -102,7 +106,8 @@ def distil(
     strat = make_strategy(strategy)
     from host_tools.data import datasets as D
     from host_tools.learn import models as M
-    from host_tools.learn.train import best_on_validation, cap_validation, corpus_name, fit_model, save_from_worker, score
+    from host_tools.learn.train import (augment_config, best_on_validation, cap_validation, corpus_name, fit_model,
+                                        save_from_worker, score)
 
     if passes < 1 or batch < 1 or (steps_per_pass is not None and steps_per_pass < 1):
         raise SleepEdgeError("--passes, --batch and --steps-per-pass must be >= 1")
@@ -147,7 +152,7 @@ def distil(
         t1 = time.time()
         fit_model(model, strat, x_tr, targets, w, loss=distillation_loss(temperature, a), lr=lr,
                   batch=batch, passes=passes, steps_per_pass=steps, seed=seed, callbacks=[stopper],
-                  verbose=verbose)
+                  verbose=verbose, augment=augment_config(augment, clip))
         results[arm] = {**score(y_te, M.predict_proba(model, x_te).argmax(1)),
                         "passes_run": len(stopper.scores), "best_pass": stopper.best_pass + 1,
                         "val_mf1": stopper.scores, "train_seconds": round(time.time() - t1, 1)}
@@ -166,6 +171,7 @@ def distil(
         "batch": batch,
         "input_clip_uv": clip,
         "filtered": filtered,
+        "augment": bool(augment),
         "edge": M.edge_budget(trained["distilled"]),
         "distilled": results["distilled"],
         "alone": results["alone"],
@@ -208,11 +214,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--val-max", type=int, default=3000, help="validation epochs scored per pass")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment", action="store_true", help="training-time augmentation (off by default)")
     parser.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     distil(args.teacher, args.cache, args.out, temperature=args.temperature, alpha=args.alpha,
            passes=args.passes, steps_per_pass=args.steps_per_pass, batch=args.batch,
-           patience=args.patience, lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1)
+           patience=args.patience, lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1,
+           augment=args.augment)
     return 0

@@ -159,7 +159,7 @@ def cap_validation(x: np.ndarray, y: np.ndarray, max_n: int, seed: int) -> tuple
 def fit_model(
     model: Any, strategy: Any, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, *,
     loss: Any, lr: float, batch: int, passes: int, steps_per_pass: int, seed: int,
-    callbacks: list[Any], verbose: int,
+    callbacks: list[Any], verbose: int, augment: Any = None,
 ) -> dict[str, list[float]]:
     """Compile (inside the strategy scope) and fit on a repeated, shuffled tf.data pipeline.
 
@@ -169,7 +169,7 @@ def fit_model(
     from host_tools.learn.models import keras
 
     global_batch = batch * strategy.num_replicas_in_sync
-    ds = make_dataset(x, targets, weights, batch=global_batch, seed=seed)
+    ds = make_dataset(x, targets, weights, batch=global_batch, seed=seed, augment=augment)
     with strategy.scope():
         model.compile(optimizer=keras().optimizers.Adam(lr), loss=loss, weighted_metrics=["accuracy"])
     hist = model.fit(ds, epochs=passes, steps_per_epoch=steps_per_pass, callbacks=callbacks,
@@ -190,13 +190,22 @@ def corpus_name(cache: Path, index: dict[str, Any]) -> str:
     return f"{shown_path(cache)} ({len(index['nights'])} nights, domain {'+'.join(domains)})"
 
 
+def augment_config(on: bool, clip_uv: float | None = None) -> Any:
+    """The default augmentation (``host_tools.data.augment``) when ``on``, else None."""
+    if not on:
+        return None
+    from host_tools.data.augment import AugmentConfig
+
+    return AugmentConfig(clip_uv=clip_uv)
+
+
 # --- the command -----------------------------------------------------------------------------
 
 def train_source(
     cache: str | Path, out: str | Path, *, passes: int = 10, steps_per_pass: int = 40,
     batch: int = 256, strategy: str = "default", filtered: bool = True, val_fold: int = 0,
     patience: int = 3, wake_keep: float = 1.0, lr: float = 1e-3, val_max: int = 3000,
-    seed: int = 0, verbose: int = 1, init: str | Path | None = None,
+    seed: int = 0, verbose: int = 1, init: str | Path | None = None, augment: bool = False,
 ) -> dict[str, Any]:
     """Train the source CNN and write ``out/model.keras``, ``model.json``, ``metrics.json``,
     ``history.json``.
@@ -228,6 +237,9 @@ def train_source(
     init : path, optional
         A saved source model to continue training from (same architecture) instead of random
         weights: more passes without starting over.
+    augment : bool
+        Training-time augmentation (:mod:`host_tools.data.augment`, default ranges); off by
+        default until a retrain decides.
 
     Returns
     -------
@@ -272,7 +284,8 @@ def train_source(
     t1 = time.time()
     history = fit_model(model, strat, x_tr, y_tr, D.sample_weights(y_tr, cw),
                         loss="sparse_categorical_crossentropy", lr=lr, batch=batch, passes=passes,
-                        steps_per_pass=steps_per_pass, seed=seed, callbacks=[stopper], verbose=verbose)
+                        steps_per_pass=steps_per_pass, seed=seed, callbacks=[stopper], verbose=verbose,
+                        augment=augment_config(augment))
     train_s = time.time() - t1
     history["val_mf1"] = stopper.scores
 
@@ -291,6 +304,7 @@ def train_source(
         "batch": batch,
         "lr": lr,
         "wake_keep": wake_keep,
+        "augment": bool(augment),
         "class_weights": cw.tolist(),
         "n_train": int(len(y_tr)),
         "train_seconds": round(train_s, 1),
@@ -336,6 +350,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from this saved source model instead of random weights")
+    parser.add_argument("--augment", action="store_true",
+                        help="training-time augmentation: scale, jitter, shift, spectral tilt, "
+                             "mixing (docs/training.md); off by default")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -344,5 +361,5 @@ def run(args: argparse.Namespace) -> int:
                  batch=args.batch, strategy=args.strategy, filtered=not args.no_filter,
                  val_fold=args.val_fold, patience=args.patience, wake_keep=args.wake_keep,
                  lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1,
-                 init=args.init)
+                 init=args.init, augment=args.augment)
     return 0
