@@ -459,12 +459,33 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="recording -> person (JSON object or recording,person CSV); default: one person per recording")
     parser.add_argument("--budget", type=float, default=1.0, help="scales every training pass count (default: 1.0)")
     parser.add_argument("--no-prune", action="store_true", help="do not consider pruning")
+    parser.add_argument("--strategies", default=None,
+                        help="comma-separated subset of the edge candidates (default: all; see docs/adapt.md)")
+    parser.add_argument("--source-strategies", default=None,
+                        help="comma-separated subset of the source candidates: none, probs, fc (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def pick(names: str | None, candidates: list[Any], flag: str) -> list[Any] | None:
+    """The candidates named in ``names`` (comma-separated), in the given order; None: all."""
+    if names is None:
+        return None
+    by_name = {c.name: c for c in candidates}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown or not wanted:
+        raise SleepEdgeError(f"{flag} {names!r}: unknown {unknown or 'empty'}; choose from {sorted(by_name)}")
+    return [by_name[n] for n in wanted]
+
+
 def run(args: argparse.Namespace) -> int:
+    from host_tools.learn import adapt as A
+
+    strategies = pick(args.strategies, A.default_strategies(args.budget), "--strategies")
+    sources = pick(args.source_strategies, A.default_source_strategies(args.budget), "--source-strategies")
     adapt(args.base, args.inp, args.out, channel=args.channel, subject_map=args.subject_map, budget=args.budget,
-          prune=not args.no_prune, seed=args.seed, progress=not args.quiet)
+          prune=not args.no_prune, seed=args.seed, progress=not args.quiet, strategies=strategies,
+          source_strategies=sources)
     print(f"wrote {args.out} (edge/, source/, cloud/, MODEL_CARD.md, metrics.json)")
     return 0

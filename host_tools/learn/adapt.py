@@ -11,7 +11,8 @@ scored on the held-out one; the best pooled ``(accuracy + kappa) / 2`` wins.
 Frozen layers never change, so their outputs ("trunk features") are computed once for all
 epochs and only the moving top ("tail") is trained: a classifier-only candidate costs a fraction
 of a second per fold. BatchNorm layers keep the statistics learnt on the source corpus (their
-scale and shift train with the conv they follow only in the ``all-bn`` candidate).
+scale and shift stay frozen), or, in the ``adabn`` candidates, statistics re-estimated on the
+user's training people before the tail trains.
 
 The device's input path is unchanged: filtered microvolts clipped to +-``EDGE_INPUT_CLIP_UV``,
 no per-recording scaling (a whole-recording statistic is not available to a causal device).
@@ -36,7 +37,10 @@ from host_tools.errors import SleepEdgeError
 #: A stage with fewer scored epochs than this in the user's data gets a warning.
 MIN_STAGE_EPOCHS: int = 10
 #: Edge layers that move, per ``Strategy.train`` value: the first layer of the tail.
-EDGE_TAILS: dict[str, str | None] = {"head": "logits", "top1": "conv6", "top3": "conv4", "all": None, "all-bn": None}
+EDGE_TAILS: dict[str, str | None] = {"head": "logits", "top1": "conv6", "top3": "conv4", "all": None}
+#: Amplitude gains of the augmented copies (another montage or amplifier changes the amplitude;
+#: the device cannot rescale a recording, so the model learns to tolerate it).
+AUG_GAINS: tuple[float, ...] = (0.7, 1.0, 1.4)
 #: Source CNN tails: ``probs`` = last dense layer only, ``fc`` = both dense layers.
 SOURCE_TAILS: dict[str, str | None] = {"none": None, "probs": "probs", "fc": "fc"}
 
@@ -197,6 +201,8 @@ class Strategy:
     distil: bool = False
     temperature: float = 2.0
     alpha: float = 0.5
+    adabn: bool = False  #: re-estimate BatchNorm statistics on the user's data first (AdaBN)
+    augment: bool = False  #: train on copies of each epoch at the gains :data:`AUG_GAINS`
 
     def __post_init__(self) -> None:
         if self.train not in EDGE_TAILS:
@@ -216,8 +222,12 @@ def default_strategies(budget: float = 1.0) -> list[Strategy]:
         Strategy("top1", "top1", 1e-3, p(30)),
         Strategy("top3", "top3", 5e-4, p(25)),
         Strategy("top3-distil", "top3", 5e-4, p(25), distil=True),
+        Strategy("top3-aug", "top3", 5e-4, p(15), augment=True),
+        Strategy("top3-long", "top3", 5e-4, p(50)),
         Strategy("all", "all", 3e-4, p(15)),
-        Strategy("all-bn", "all-bn", 3e-4, p(15)),
+        Strategy("adabn-head", "head", 3e-3, p(40), adabn=True),
+        Strategy("adabn-top3", "top3", 5e-4, p(25), adabn=True),
+        Strategy("adabn-all", "all", 3e-4, p(15), adabn=True),
     ]
 
 
@@ -271,12 +281,11 @@ def _keras() -> Any:
 
 
 def _set_trainable(model: Any, tail: Any, train: str) -> None:
-    """Everything outside the tail frozen; BatchNorm frozen unless ``all-bn``."""
-    bn_moves = train == "all-bn"
+    """Everything outside the tail frozen; BatchNorm always frozen (inference mode): with a few
+    hundred epochs, batch statistics are too noisy to train through (measured: much worse)."""
     tail_names = {l.name for l in tail.layers}
     for layer in model.layers:
-        is_bn = type(layer).__name__ == "BatchNormalization"
-        layer.trainable = layer.name in tail_names and (bn_moves or not is_bn)
+        layer.trainable = layer.name in tail_names and type(layer).__name__ != "BatchNormalization"
 
 
 def trunk_features(trunk: Any | None, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -305,10 +314,36 @@ def edge_input(x: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(x, np.float32), -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)
 
 
+def augment(x: np.ndarray) -> np.ndarray:
+    """Filtered epochs at every gain of :data:`AUG_GAINS` (gain-major: copy g is rows g*n..)."""
+    return np.concatenate([np.asarray(x, np.float32) * np.float32(g) for g in AUG_GAINS])
+
+
+def aug_rows(idx: np.ndarray, n: int) -> np.ndarray:
+    """Rows of :func:`augment`'s output that are copies of rows ``idx`` of an n-row input."""
+    return np.concatenate([np.asarray(idx) + g * n for g in range(len(AUG_GAINS))])
+
+
 def _weights(y: np.ndarray, on: bool) -> np.ndarray | None:
     from host_tools.data import datasets as D
 
     return D.sample_weights(y, D.class_weights(y)) if on else None
+
+
+def recompute_bn(model: Any, x: np.ndarray, batch: int = 256) -> None:
+    """AdaBN (Li et al. 2018): every BatchNorm's moving mean and variance set to the statistics of
+    its input over ``x``, layer by layer from the input up. One global statistic of the user's
+    data, frozen into the weights: the device's input path does not change."""
+    k = _keras()
+    for layer in model.layers:
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        below = k.Model(model.inputs[0], layer.input)
+        h = np.concatenate([np.asarray(below(x[i:i + batch, :, None], training=False))
+                            for i in range(0, len(x), batch)]).astype(np.float64)
+        h = h.reshape(-1, h.shape[-1])
+        gamma, beta, _, _ = layer.get_weights()
+        layer.set_weights([gamma, beta, h.mean(0).astype(np.float32), h.var(0).astype(np.float32)])
 
 
 def fit_source(base_source: str | Path, s: SourceStrategy, x: np.ndarray, y: np.ndarray, *, seed: int = 0,
@@ -335,10 +370,16 @@ def fit_edge(base_edge: str | Path, s: Strategy, x: np.ndarray, y: np.ndarray, *
     from host_tools.learn.distil import distillation_loss, soften
 
     model = M.load_keras_model(base_edge)
+    if s.adabn:
+        recompute_bn(model, edge_input(x))
+        feats = None  # the trunk changed: features of the base model do not apply
     trunk, tail = split_model(model, EDGE_TAILS[s.train])
     _set_trainable(model, tail, s.train)
+    if s.augment:
+        y = np.tile(y, len(AUG_GAINS))
+        teacher_probs = None if teacher_probs is None else np.tile(teacher_probs, (len(AUG_GAINS), 1))
     if feats is None:
-        feats = trunk_features(trunk, edge_input(x))
+        feats = trunk_features(trunk, edge_input(augment(x) if s.augment else x))
     w = _weights(y, s.class_weights)
     if s.distil:
         if teacher_probs is None:
@@ -475,18 +516,23 @@ def choose(
     base_edge_p = M.predict_proba(edge0, xe)
     feats = {}
     for s in strategies:
-        cut = EDGE_TAILS[s.train]
-        if cut not in feats:
-            feats[cut] = trunk_features(split_model(edge0, cut)[0], xe)
+        key = (EDGE_TAILS[s.train], s.augment)
+        if key not in feats and not s.adabn:
+            feats[key] = trunk_features(split_model(edge0, key[0])[0], edge_input(augment(rec.x)) if s.augment else xe)
+    n = len(rec.y)
     edge_scores, edge_probs = {}, {}
     for s in strategies:
         held = np.zeros((len(rec.y), C.N_CLASSES), np.float32)
-        f = feats[EDGE_TAILS[s.train]]
+        f = feats.get((EDGE_TAILS[s.train], s.augment))
         for person, tr, te in folds:
+            f_tr = None if f is None else f[aug_rows(tr, n) if s.augment else tr]
             model = fit_edge(edge_path, s, rec.x[tr], rec.y[tr], teacher_probs=teacher.get(person),
-                             seed=seed, feats=f[tr])
-            _, tail = split_model(model, EDGE_TAILS[s.train])
-            held[te] = _predict(tail, f[te])
+                             seed=seed, feats=f_tr)
+            if s.adabn or s.augment:
+                held[te] = _predict(model, xe[te][..., None])
+            else:
+                _, tail = split_model(model, EDGE_TAILS[s.train])
+                held[te] = _predict(tail, f[te])
             tick(f"edge {s.name} without {person}")
         edge_probs[s.name] = held
         edge_scores[s.name] = {**lopo_report(rec, held.argmax(1)), "strategy": asdict(s)}
