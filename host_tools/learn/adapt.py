@@ -225,9 +225,7 @@ def default_strategies(budget: float = 1.0) -> list[Strategy]:
         Strategy("top3-aug", "top3", 5e-4, p(15), augment=True),
         Strategy("top3-long", "top3", 5e-4, p(50)),
         Strategy("all", "all", 3e-4, p(15)),
-        Strategy("adabn-head", "head", 3e-3, p(40), adabn=True),
         Strategy("adabn-top3", "top3", 5e-4, p(25), adabn=True),
-        Strategy("adabn-all", "all", 3e-4, p(15), adabn=True),
     ]
 
 
