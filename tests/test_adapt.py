@@ -162,3 +162,14 @@ def test_split_model_trains_the_tail_only() -> None:
         same = all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), model.get_layer(layer.name).get_weights()))
         moves = layer.name in ("conv6", "logits")
         assert same != moves, layer.name
+
+
+def test_cli_names_unknown_candidates_in_one_line(tmp_path, capsys) -> None:
+    from host_tools.cli import main
+
+    rc = main(["adapt", "--in", str(tmp_path), "--out", str(tmp_path / "o"), "--strategies", "head,nope"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--strategies 'head,nope': unknown ['nope']" in err and "\n" not in err
+    rc = main(["adapt", "--in", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "missing: input folder not found" in err
