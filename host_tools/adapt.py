@@ -31,7 +31,7 @@ import numpy as np
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
-#: Pruning is kept when the pooled LOPO int8 accuracy loses at most this much.
+#: Pruning is kept when the pooled LOPO int8 objective ((acc + kappa) / 2) loses at most this much.
 PRUNE_TOLERANCE: float = 0.005
 PRUNE_SPARSITY: float = 0.5
 #: Escalation budget for the threshold, less 10 % headroom (as ``make train`` does).
@@ -331,7 +331,7 @@ def adapt(
                           progress=tick)
         t_choose = time.time() - t0
         ev = lopo_int8(base, rec, choice, budget=budget, seed=seed, prune=prune, tick=tick)
-        keep_pruned = prune and ev["int8_pruned"]["acc"] >= ev["int8"]["acc"] - PRUNE_TOLERANCE
+        keep_pruned = prune and ev["int8_pruned"]["objective"] >= ev["int8"]["objective"] - PRUNE_TOLERANCE
         arm = "int8_pruned" if keep_pruned else "int8"
         hybrid = hybrid_figures(rec.y, ev["_probs"][arm], ev["_cloud"], None)
         bar.update(task, description="final models on every person")
@@ -404,7 +404,7 @@ def model_card(m: dict[str, Any]) -> str:
         "## Choices (made by leave-one-person-out, objective (accuracy + kappa) / 2)", "",
         f"- edge CNN: **{m['choice']['edge']['name']}** ({m['choice']['edge']}); "
         f"pruned to {PRUNE_SPARSITY:.0%}: **{m['choice']['pruned']}** "
-        f"(kept when LOPO int8 accuracy drops by at most {PRUNE_TOLERANCE:.3f})",
+        f"(kept when the LOPO int8 (accuracy + κ) / 2 drops by at most {PRUNE_TOLERANCE:.3f})",
         f"- source / cloud encoder: **{m['choice']['source']['name']}**",
         f"- escalation threshold: **{a['hybrid']['threshold']:.3f}** ({m['choice']['threshold_rule']})", "",
         "## Before / after", "",
@@ -414,8 +414,11 @@ def model_card(m: dict[str, Any]) -> str:
     ]
     if "cloud" in b:
         lines.append(row("before: cloud (context head)", b["cloud"]))
-    lines += [row("after: edge float", a["float"]), row("after: edge int8 (delivered)", a["int8"]),
-              row("after: cloud (context head)", a["cloud"])]
+    lines.append(row("after: edge float", a["float"]))
+    if m.get("int8_pruned"):
+        lines += [row("after: edge int8, not pruned", m["int8_unpruned"]),
+                  row(f"after: edge int8, pruned {PRUNE_SPARSITY:.0%}", m["int8_pruned"])]
+    lines += [row("after: edge int8 (delivered)", a["int8"]), row("after: cloud (context head)", a["cloud"])]
     if "hybrid" in b:
         hb = b["hybrid"]
         lines.append(f"| before: hybrid @ {hb['threshold']:.2f} ({hb['escalated']:.0%} escalated) | "
