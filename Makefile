@@ -13,6 +13,9 @@ EPOCHS    ?=
 OUT       ?= reports/demo
 EDF       ?=
 HYPNO     ?=
+CHANNEL   ?=
+STAGE_SECONDS ?=
+CODES     ?=
 THRESHOLD ?=
 # Models folder every target uses: models/ (shipped) or a `sleepedge adapt` output.
 MODELS    ?= models
@@ -70,7 +73,7 @@ flash: setup models-check
 	$(MAKE) -C firmware flash BOARD=$(BOARD) PORT=$(PORT) MODEL_DIR=$(MODELS_ABS)/edge
 
 demo: setup firmware
-	$(PY) -m host_tools.demo --out $(OUT) --models $(MODELS_ABS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+	$(PY) -m host_tools.demo --out $(OUT) --models $(MODELS_ABS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CHANNEL),--channel $(CHANNEL)) $(if $(STAGE_SECONDS),--stage-seconds $(STAGE_SECONDS)) $(if $(CODES),--codes $(CODES))
 
 train: setup
 	$(PY) -m host_tools.pipeline

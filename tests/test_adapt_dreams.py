@@ -1,5 +1,5 @@
-"""``sleepedge adapt`` on the real DREAMS recordings (4 people, converted into a temporary
-folder, never into the repository), with a small budget: the output folder is a models folder
+"""``sleepedge adapt`` on the real DREAMS recordings (4 people, ``sleepedge data convert`` into a
+temporary folder, never into the repository), with a small budget: the output folder is a models folder
 that ``predict`` takes, the firmware builds with its edge model, and the device in QEMU gives the
 host's labels on a real recording. Figures here are DREAMS real-EEG figures."""
 
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from tests import dreams_stopgap
-from tests.conftest import have_arm_toolchain
+from tests.conftest import SHARED_DATA, have_arm_toolchain
 
 REPO = Path(__file__).resolve().parent.parent
+DREAMS = SHARED_DATA / "dreams-spindles"
+PEOPLE = ["excerpt1", "excerpt2", "excerpt3", "excerpt4"]
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not dreams_stopgap.available(), reason="DREAMS excerpts not in ../shared/data")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,10 @@ def adapted(tmp_path_factory) -> tuple[Path, Path, dict]:
     """``sleepedge adapt`` from the CLI on the four people, small budget, two edge candidates."""
     from host_tools.cli import main
 
-    rec_dir = dreams_stopgap.convert(tmp_path_factory.mktemp("dreams"))
+    if not DREAMS.is_dir():
+        pytest.fail(f"{DREAMS} is missing: CI and developers keep ../shared beside the checkout")
+    rec_dir = tmp_path_factory.mktemp("dreams")
+    assert main(["data", "convert", "--dreams", str(DREAMS), "--out", str(rec_dir)]) == 0
     out = tmp_path_factory.mktemp("adapted") / "models"
     rc = main(["adapt", "--base", str(REPO / "models"), "--in", str(rec_dir), "--out", str(out),
                "--channel", "C3-A1,CZ-A1", "--budget", "0.1", "--no-prune", "--strategies", "head,adabn-head",
@@ -41,7 +44,7 @@ def test_adapt_writes_a_models_folder_with_lopo_figures(adapted) -> None:
               "edge/model_plan.h", "edge/export.json", "edge/float.keras", "source/model.keras",
               "source/model.json", "cloud/head.keras", "cloud/model.json", "MODEL_CARD.md"):
         assert (out / f).is_file(), f
-    assert m["people"] == ["SC4911E0", "SC4921E0", "SC4931E0", "SC4941E0"]
+    assert m["people"] == PEOPLE
     assert m["stage_counts"] == {"W": 34, "N1": 31, "N2": 131, "N3": 44, "REM": 0}
     for when in ("before", "after"):
         s = m[when]["int8"]
@@ -57,7 +60,7 @@ def test_adapt_writes_a_models_folder_with_lopo_figures(adapted) -> None:
     cloud = json.loads((out / "cloud" / "model.json").read_text())
     assert cloud["edge_model"]["sha256"] == exp["sha256"]
     card = (out / "MODEL_CARD.md").read_text()
-    assert "leave-one-person-out" in card and "SC4941E0" in card
+    assert "leave-one-person-out" in card and "excerpt4" in card
 
 
 def test_predict_takes_the_folder_and_the_cloud_model_loads(adapted) -> None:
@@ -66,8 +69,8 @@ def test_predict_takes_the_folder_and_the_cloud_model_loads(adapted) -> None:
 
     rec, out, _m = adapted
     csv = out.parent / "pred.csv"
-    assert main(["predict", "--model", str(out), "--in", str(rec / "SC4941E0-PSG.edf"), "--out", str(csv),
-                 "--channel", "EEG CZ-A1"]) == 0
+    assert main(["predict", "--model", str(out), "--in", str(rec / "excerpt4-PSG.edf"), "--out", str(csv),
+                 "--channel", "C3-A1,CZ-A1"]) == 0
     lines = csv.read_text().splitlines()
     assert lines[0] == "recording,epoch,onset_s,stage,confidence" and len(lines) == 61
     assert isinstance(load_cloud(out / "cloud"), ContextCloudModel)
@@ -76,18 +79,18 @@ def test_predict_takes_the_folder_and_the_cloud_model_loads(adapted) -> None:
 @pytest.mark.qemu
 @pytest.mark.skipif(not have_arm_toolchain(), reason="arm-none-eabi-gcc or qemu-system-arm is not installed")
 def test_firmware_with_the_adapted_model_gives_the_hosts_labels(adapted, tmp_path) -> None:
-    from host_tools.data.edf_io import read_psg_channel
     from host_tools.data.filters import to_device_samples
+    from host_tools.data.recordings import read_eeg
     from host_tools.deploy.predict import predict_recordings
     from host_tools.device.emulator import QemuDevice, build_firmware
     from host_tools.device.monitor import MonitorOptions, run_monitor
 
     rec, out, _m = adapted
-    psg = rec / "SC4941E0-PSG.edf"
+    psg = rec / "excerpt4-PSG.edf"  # CZ-A1 at 200 Hz: streamed as the host resamples it to 100 Hz
     n = 8
     elf = build_firmware(out / "edge", tmp_path / "fw")
-    host = [C.STAGES.index(r["stage"]) for r in predict_recordings(out, [psg], "EEG CZ-A1", progress=False)][:n]
-    x_uv, _fs, _start = read_psg_channel(psg, "EEG CZ-A1")
+    host = [C.STAGES.index(r["stage"]) for r in predict_recordings(out, [psg], "C3-A1,CZ-A1", progress=False)][:n]
+    x_uv, _fs, _start, _name = read_eeg(psg, "C3-A1,CZ-A1")
     with QemuDevice(elf, timeout_s=300) as dev:
         rows, _summary = run_monitor(MonitorOptions(port=dev.url, signal=to_device_samples(x_uv), n_epochs=n,
                                                     threshold=0.0, timeout_ms=500))

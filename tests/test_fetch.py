@@ -346,3 +346,97 @@ def test_real_hypnograms_download_and_verify(serve, tmp_path: Path, shared_edfx:
     with pytest.raises(SleepEdgeError, match="SC4272FM-Hypnogram.edf: HTTP 404"):
         fetch.fetch(tmp_path, subjects={27}, kinds="hypnogram", base_url=srv.url, progress=False)
     assert (tmp_path / SC / "SC4271FC-Hypnogram.edf").is_file()
+
+
+# --- DREAMS Sleep Spindles (--dataset dreams-spindles) ---------------------------------------------
+# The archive served here is built in tmp from the real files in ../shared/data/dreams-spindles
+# (read in place, never committed); a stand-in `bsdtar` on PATH unpacks it (Zenodo's file is a RAR,
+# which the standard library cannot write, so the test archive is a zip under the RAR's name).
+
+DREAMS_SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dreams-spindles"
+
+
+def _dreams_archive(tmp: Path, *, licence_inside: bool = False, corrupt: str | None = None) -> bytes:
+    import zipfile
+
+    path = tmp / "archive.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name in fetch.DREAMS_SHA256:
+            if name == fetch.DREAMS_LICENCE and not licence_inside:
+                continue
+            data = (DREAMS_SHARED / name).read_bytes()
+            if name == corrupt:
+                data = data[:-20] + b"0" * 20
+            z.writestr(f"DatabaseSpindles/{name}", data)
+        z.writestr("DatabaseSpindles/excerpt5.txt", b"[CZ-A1]\n1.0\n")  # not in the list: left alone
+    return path.read_bytes()
+
+
+@pytest.fixture
+def fake_bsdtar(tmp_path: Path, monkeypatch) -> Path:
+    """A `bsdtar -x -f ARCHIVE -C DEST` on PATH that unpacks zip files (the only tool on PATH)."""
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "bsdtar"
+    tool.write_text(f"#!{sys.executable}\nimport sys, zipfile\na = sys.argv\n"
+                    "zipfile.ZipFile(a[a.index('-f') + 1]).extractall(a[a.index('-C') + 1])\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return tool
+
+
+def dreams_cli(out: Path, *extra: str) -> int:
+    return cli.main(["data", "fetch", "--dataset", "dreams-spindles", "--out", str(out), *extra])
+
+
+def test_dreams_checksums_are_those_of_the_shared_copies() -> None:
+    assert sorted(p.name for p in DREAMS_SHARED.iterdir() if p.name != "README.md") == sorted(fetch.DREAMS_SHA256)
+    for name, digest in fetch.DREAMS_SHA256.items():
+        assert fetch.sha256_file(DREAMS_SHARED / name) == digest, name
+
+
+def test_dreams_download_resume_extract_verify_then_skip(serve, tmp_path: Path, fake_bsdtar, capsys) -> None:
+    archive = _dreams_archive(tmp_path)
+    srv = serve({fetch.DREAMS_ARCHIVE: archive, fetch.DREAMS_LICENCE: (DREAMS_SHARED / fetch.DREAMS_LICENCE).read_bytes()})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{fetch.DREAMS_ARCHIVE}.part").write_bytes(archive[:1_000_000])  # an interrupted download
+    assert dreams_cli(out, "--base-url", srv.url) == 0
+    assert "9 fetched, 0 already verified" in capsys.readouterr().out
+    assert srv.requests[0] == (fetch.DREAMS_ARCHIVE, "bytes=1000000-")  # resumed, not restarted
+    assert (fetch.DREAMS_LICENCE, None) in srv.requests  # not in the archive: fetched beside it
+    for name in fetch.DREAMS_SHA256:
+        assert (out / name).read_bytes() == (DREAMS_SHARED / name).read_bytes()
+    assert not (out / "excerpt5.txt").exists()
+    n = len(srv.requests)
+    assert dreams_cli(out, "--base-url", srv.url) == 0
+    assert "0 fetched, 9 already verified" in capsys.readouterr().out and len(srv.requests) == n
+
+
+def test_dreams_corrupted_member_is_kept_as_bad(serve, tmp_path: Path, fake_bsdtar, capsys) -> None:
+    srv = serve({fetch.DREAMS_ARCHIVE: _dreams_archive(tmp_path, licence_inside=True, corrupt="excerpt3.txt")})
+    out = tmp_path / "out"
+    assert dreams_cli(out, "--base-url", srv.url) == 2
+    err = capsys.readouterr().err
+    assert "failed the SHA-256 check" in err and str(out / "excerpt3.txt") in err
+    assert (out / "excerpt3.txt.bad").is_file() and not (out / "excerpt3.txt").exists()
+    assert (out / "excerpt2.txt").is_file() and [r[0] for r in srv.requests] == [fetch.DREAMS_ARCHIVE]
+
+
+def test_dreams_without_a_rar_tool_says_what_to_do(serve, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no extractor anywhere
+    srv = serve({fetch.DREAMS_ARCHIVE: b"Rar!\x1a\x07\x00" + b"x" * 1000})
+    assert dreams_cli(tmp_path / "out", "--base-url", srv.url) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the download's progress bar
+    assert err.startswith("sleepedge: error:") and "no RAR extractor" in err and "--from-dir" in err
+    assert str(tmp_path / "out" / fetch.DREAMS_ARCHIVE) in err
+
+
+def test_dreams_from_dir_and_offline(tmp_path: Path, capsys) -> None:
+    assert dreams_cli(tmp_path / "out", "--from-dir", str(DREAMS_SHARED)) == 0
+    assert "9 fetched" in capsys.readouterr().out
+    assert dreams_cli(tmp_path / "out2", "--base-url", f"http://127.0.0.1:{_closed_port()}/") == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the server" in err and "--from-dir" in err and "Sleep-EDF" not in err

@@ -1,4 +1,5 @@
-"""``sleepedge data fetch``: download Sleep-EDF Expanded 1.0.0 from PhysioNet, SHA-256 checked.
+"""``sleepedge data fetch``: download Sleep-EDF Expanded 1.0.0 from PhysioNet (or, with
+``--dataset dreams-spindles``, the DREAMS Sleep Spindles excerpts from Zenodo), SHA-256 checked.
 
 File names come from the database's own ``SHA256SUMS.txt`` (hypnogram letters vary per night),
 fetched from the server or given with ``--sums``. Every file is verified against it; a download
@@ -123,7 +124,8 @@ def _offline_message(url: str, reason: object, out: Path) -> str:
     )
 
 
-def _open(url: str, out: Path, timeout: float, headers: dict[str, str] | None = None):
+def _open(url: str, out: Path, timeout: float, headers: dict[str, str] | None = None,
+          offline: str | None = None):
     """urlopen with one clear error for network failures; HTTP errors are returned to the caller
     as the ``HTTPError`` (it is a response too) so Range handling can look at 416."""
     import urllib.error  # here, not at the top: urllib.request pulls in ssl, slowing --help
@@ -136,6 +138,8 @@ def _open(url: str, out: Path, timeout: float, headers: dict[str, str] | None = 
         return exc
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if offline is not None:
+            raise SleepEdgeError(f"{url}: cannot reach the server ({reason}). {offline}") from exc
         raise SleepEdgeError(_offline_message(url, reason, out)) from exc
 
 
@@ -152,7 +156,8 @@ def fetch_sums(base_url: str, out: Path, timeout: float) -> str:
     return text
 
 
-def download(url: str, dest: Path, out: Path, timeout: float, progress: bool = True) -> None:
+def download(url: str, dest: Path, out: Path, timeout: float, progress: bool = True,
+             offline: str | None = None) -> None:
     """Download ``url`` to ``dest`` via ``dest.part``, resuming an existing ``.part``.
 
     The server may ignore the Range header (answers 200): the part is then restarted from zero.
@@ -165,7 +170,7 @@ def download(url: str, dest: Path, out: Path, timeout: float, progress: bool = T
     dest.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
-    resp = _open(url, out, timeout, headers)
+    resp = _open(url, out, timeout, headers, offline)
     with resp:
         if resp.status == 416 and have:
             os.replace(part, dest)
@@ -326,17 +331,171 @@ def fetch(
     return report
 
 
+# --- DREAMS Sleep Spindles (Zenodo) --------------------------------------------------------------
+
+DREAMS_DATASET = "dreams-spindles"
+#: The DREAMS databases on Zenodo (record 2650142); one RAR archive per database.
+DREAMS_BASE_URL = "https://zenodo.org/records/2650142/files/"
+DREAMS_ARCHIVE = "DatabaseSpindles.rar"
+DREAMS_LICENCE = "DREAMS_databases_License.txt"
+#: SHA-256 of the files SleepEdge uses (excerpts 1-4 with their hypnograms, and the licence),
+#: computed from the unchanged copies in ../shared/data/dreams-spindles. Checksums, not data.
+DREAMS_SHA256: dict[str, str] = {
+    "DREAMS_databases_License.txt": "6fbe5ae448a1e7f3e82ae2e3567c28a9f885e47251c7f3d650bf489e67cc0763",
+    "Hypnogram_excerpt1.txt": "87df5588970293822d14e54546819ac7a1edd35640cf28af6f529c15e1190417",
+    "Hypnogram_excerpt2.txt": "cef3f997dcc00a2c74654549f73089eb6d2d18f1cbb55f071cd8bb230936ca87",
+    "Hypnogram_excerpt3.txt": "b6754c0e54b4df98663cd931e578111038f71fdcbde605b2df00739fb34d6ba8",
+    "Hypnogram_excerpt4.txt": "edea559666ef26f6e0c17423bed0dab9a9d01d670311c94349908e808af00995",
+    "excerpt1.txt": "8e93c48c6f4bf322e79e3efaa167d30be0c2342be44f4560a0e76055dad6e969",
+    "excerpt2.txt": "8d541b9754096570e14f752af1f2785acdeac4af56fa5867bca5fac6538689a5",
+    "excerpt3.txt": "b0049afafaabd543e75ad24f860ab3423df412f99c96a7028674a44fc14725a1",
+    "excerpt4.txt": "843f918cba427b77594b0e8bca576e40c3e1626185b1eb858adffb85c5820ac0",
+}
+#: RAR extractors tried in order: (program, argv template with {archive} and {dest}).
+RAR_EXTRACTORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("unar", ("-q", "-f", "-D", "-o", "{dest}", "{archive}")),
+    ("bsdtar", ("-x", "-f", "{archive}", "-C", "{dest}")),
+    ("7z", ("x", "-y", "-o{dest}", "{archive}")),
+    ("unrar", ("x", "-o+", "-inul", "{archive}", "{dest}/")),
+)
+
+
+def extract_rar(archive: Path, dest: Path) -> None:
+    """Extract ``archive`` into ``dest`` with the first RAR tool on PATH (the standard library
+    reads no RAR); one clear error when there is none or it fails."""
+    import subprocess
+
+    for prog, template in RAR_EXTRACTORS:
+        exe = shutil.which(prog)
+        if exe is None:
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        argv = [exe, *(a.format(archive=archive, dest=dest) for a in template)]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
+            raise SleepEdgeError(f"{archive}: {prog} could not extract it ({why[0]}); delete it to download again")
+        return
+    raise SleepEdgeError(
+        f"{archive}: downloaded, but no RAR extractor is installed (unar, bsdtar, 7z or unrar; e.g. "
+        f"apt-get install unar); or extract it yourself and run `sleepedge data fetch --dataset "
+        f"{DREAMS_DATASET} --from-dir DIR`"
+    )
+
+
+def _place_verified(src: Path, dest: Path, digest: str, report: dict[str, list[str]], got: str) -> None:
+    """Copy ``src`` to ``dest`` (unless the same file) and sort it into ``got`` or ``bad``."""
+    if src.resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+    if sha256_file(dest) == digest:
+        report[got].append(dest.name)
+    else:
+        os.replace(dest, dest.with_name(dest.name + ".bad"))
+        report["bad"].append(dest.name)
+
+
+def fetch_dreams(
+    out: Path,
+    *,
+    base_url: str = DREAMS_BASE_URL,
+    from_dir: Path | None = None,
+    dry_run: bool = False,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> dict[str, list[str]]:
+    """Fetch the DREAMS Sleep Spindles excerpts 1-4, their hypnograms and the licence into ``out``
+    (flat, as distributed), each SHA-256 checked against :data:`DREAMS_SHA256`.
+
+    Online: ``DatabaseSpindles.rar`` is downloaded into ``out`` (resumable ``.part``, as for
+    Sleep-EDF) and extracted with a RAR tool; the licence is taken from the archive or, if it is
+    not inside, downloaded beside it. ``from_dir``: a folder holding the extracted files (or the
+    archive). Files already present and matching are skipped.
+
+    Returns
+    -------
+    dict
+        Same keys as :func:`fetch`, listing file names.
+    """
+    import tempfile
+
+    if not base_url.endswith("/"):
+        base_url += "/"
+    offline_hint = (f"Offline? Download {DREAMS_ARCHIVE} from {DREAMS_BASE_URL} elsewhere, extract it, and run "
+                    f"`sleepedge data fetch --dataset {DREAMS_DATASET} --from-dir DIR`")
+    if from_dir is not None and not from_dir.is_dir():
+        raise SleepEdgeError(f"--from-dir {from_dir}: folder not found")
+    report: dict[str, list[str]] = {k: [] for k in ("verified", "downloaded", "copied", "would_fetch",
+                                                    "bad", "missing")}
+    todo = {}
+    for name, digest in DREAMS_SHA256.items():
+        dest = out / name
+        if dest.is_file() and sha256_file(dest) == digest:
+            report["verified"].append(name)
+        else:
+            todo[name] = digest
+    if dry_run or not todo:
+        report["would_fetch"] = sorted(todo) if dry_run else []
+        return report
+    out.mkdir(parents=True, exist_ok=True)
+    for name in todo:
+        if (out / name).is_file():  # present but wrong: keep it for inspection
+            os.replace(out / name, out / f"{name}.bad")
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=out) as tmp:
+        source, got = Path(tmp), "downloaded"
+        if from_dir is not None:
+            source, got = from_dir, "copied"
+            local_archive = _find_local(from_dir, DREAMS_ARCHIVE)
+            if local_archive is not None and any(_find_local(from_dir, n) is None for n in todo):
+                extract_rar(local_archive, Path(tmp))
+                source = Path(tmp)
+        else:
+            archive = out / DREAMS_ARCHIVE
+            if not archive.is_file():
+                try:
+                    download(base_url + DREAMS_ARCHIVE, archive, out, timeout, progress, offline_hint)
+                except HttpStatusError as exc:
+                    raise SleepEdgeError(f"{exc}; check --base-url (the DREAMS record is {DREAMS_BASE_URL})") from exc
+            extract_rar(archive, source)
+            if DREAMS_LICENCE in todo and _find_local(source, DREAMS_LICENCE) is None:
+                try:
+                    download(base_url + DREAMS_LICENCE, source / DREAMS_LICENCE, out, timeout, progress,
+                             offline_hint)
+                except HttpStatusError:
+                    pass  # reported as missing below
+        for name, digest in todo.items():
+            src = _find_local(source, name) or (_find_local(from_dir, name) if from_dir is not None else None)
+            if src is None:
+                report["missing"].append(name)
+            else:
+                _place_verified(src, out / name, digest, report, got if src.is_relative_to(source) else "copied")
+    if report["bad"] or report["missing"]:
+        parts = []
+        if report["bad"]:
+            parts.append(f"{len(report['bad'])} file(s) failed the SHA-256 check and were kept as .bad: "
+                         + ", ".join(str(out / r) for r in report["bad"]))
+        if report["missing"]:
+            where = from_dir if from_dir is not None else base_url + DREAMS_ARCHIVE
+            parts.append(f"{len(report['missing'])} file(s) not found in {where}: " + ", ".join(report["missing"]))
+        raise SleepEdgeError("; ".join(parts))
+    return report
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sleepedge data fetch``."""
-    parser.add_argument("--out", type=Path, default=Path("data/sleep-edfx"),
-                        help="destination folder, PhysioNet layout (default data/sleep-edfx)")
+    parser.add_argument("--dataset", choices=("sleep-edfx", DREAMS_DATASET), default="sleep-edfx",
+                        help="Sleep-EDF Expanded from PhysioNet (default), or the DREAMS Sleep Spindles "
+                             "excerpts 1-4 from Zenodo (CC BY-NC-ND: never commit them)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="destination folder (default data/sleep-edfx in PhysioNet's layout, "
+                             "or data/dreams-spindles)")
     parser.add_argument("--study", choices=("sc", "st", "both"), default="sc",
                         help="sleep-cassette (sc, default), sleep-telemetry (st) or both")
     parser.add_argument("--subjects", default=None,
                         help="subject numbers, e.g. 0-4,7 (default: all)")
     parser.add_argument("--files", dest="kinds", choices=("both", "psg", "hypnogram"), default="both",
                         help="PSG signals, hypnograms, or both (default)")
-    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"default {DEFAULT_BASE_URL}")
+    parser.add_argument("--base-url", default=None,
+                        help=f"mirror (default {DEFAULT_BASE_URL}, or {DREAMS_BASE_URL} for DREAMS)")
     parser.add_argument("--sums", type=Path, default=None,
                         help=f"local {SUMS_NAME} to verify against instead of the server's")
     parser.add_argument("--from-dir", type=Path, default=None,
@@ -347,6 +506,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch, then print a summary (or the list of files for ``--dry-run``)."""
+    if args.dataset == DREAMS_DATASET:
+        return _run_dreams(args)
+    args.out = args.out or Path("data/sleep-edfx")
+    args.base_url = args.base_url or DEFAULT_BASE_URL
     report = fetch(
         args.out, study=args.study, subjects=parse_subjects(args.subjects), kinds=args.kinds,
         base_url=args.base_url, sums_file=args.sums, from_dir=args.from_dir, dry_run=args.dry_run,
@@ -361,4 +524,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(report['downloaded']) + len(report['copied'])} fetched, {len(report['verified'])} "
           f"already verified, into {args.out}")
+    return 0
+
+
+def _run_dreams(args: argparse.Namespace) -> int:
+    """``--dataset dreams-spindles``: the Sleep-EDF selection options do not apply."""
+    if args.subjects is not None or args.kinds != "both" or args.sums is not None or args.study != "sc":
+        raise SleepEdgeError(f"--dataset {DREAMS_DATASET}: --study/--subjects/--files/--sums are Sleep-EDF options")
+    out = args.out or Path("data/dreams-spindles")
+    report = fetch_dreams(out, base_url=args.base_url or DREAMS_BASE_URL, from_dir=args.from_dir,
+                          dry_run=args.dry_run, timeout=args.timeout)
+    if args.dry_run:
+        for name in report["would_fetch"]:
+            print(f"would fetch {name}")
+        print(f"{len(report['would_fetch'])} to fetch, {len(report['verified'])} present, into {out}")
+        return 0
+    print(f"{len(report['downloaded']) + len(report['copied'])} fetched, {len(report['verified'])} already "
+          f"verified, into {out} (DREAMS licence: CC BY-NC-ND, do not commit or redistribute)")
+    print(f"next: sleepedge data convert --dreams {out} --out /tmp/dreams-edf")
     return 0

@@ -1,6 +1,6 @@
 """``sleepedge predict``: the host reference of what the device computes, epoch by epoch.
 
-EDF channel (uV) -> int16 transport -> causal Butterworth over the whole recording
+Recording channel (uV; any format of ``data.recordings``, resampled to 100 Hz) -> int16 transport -> causal Butterworth over the whole recording
 (``filters.filter_device``) -> 30-s epochs from the start -> int8 input
 (``filters.quantize_model_input`` with the model's scale / zero point) -> the real TFLite Micro
 interpreter -> argmax and confidence = dequantized max probability ``(q_max - zp) * scale``
@@ -138,33 +138,27 @@ def predict_epochs_int8(
 def recording_epochs(psg: str | Path, channel: str = "Fpz-Cz") -> tuple[np.ndarray, str]:
     """Filtered epochs of one PSG exactly as the device forms them, and the recording id.
 
-    The whole recording is filtered from its first sample; a trailing partial epoch is dropped.
+    Any format of :mod:`host_tools.data.recordings` (EDF, BDF, BrainVision, FIF); ``channel`` may
+    list alternatives (``Fpz-Cz,C3-A1``). Rates other than 100 Hz are resampled to 100 Hz first, as
+    the host does before streaming. The whole recording is filtered from its first sample; a
+    trailing partial epoch is dropped.
     """
-    from host_tools.data import edf_io, filters
+    from host_tools.data import filters, recordings
 
     psg = Path(psg)
-    signal, fs, _start = edf_io.read_psg_channel(psg, channel)
-    if fs != C.FS_HZ:
-        raise SleepEdgeError(f"{psg}: channel {channel} is sampled at {fs} Hz, the device expects {C.FS_HZ} Hz")
+    signal, _fs_in, _start, _name = recordings.read_eeg(psg, channel)
     n = len(signal) // C.EPOCH_SAMPLES
     if n == 0:
         raise SleepEdgeError(f"{psg}: shorter than one {C.EPOCH_S}-s epoch")
     y = filters.filter_device(signal)[: n * C.EPOCH_SAMPLES]
-    name = psg.name[: -len("-PSG.edf")] if psg.name.endswith("-PSG.edf") else psg.stem
-    return y.reshape(n, C.EPOCH_SAMPLES), name
+    return y.reshape(n, C.EPOCH_SAMPLES), recordings.recording_id(psg)
 
 
 def find_recordings(path: str | Path) -> list[Path]:
-    """``path`` itself if it is a file, else the ``*-PSG.edf`` files in the folder, sorted."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(path.glob("*-PSG.edf"))
-        if not found:
-            raise SleepEdgeError(f"{path}: folder holds no *-PSG.edf recordings")
-        return found
-    raise SleepEdgeError(f"{path}: no such file or folder")
+    """``path`` itself if it is a file, else the ``*-PSG.<edf|bdf|vhdr|fif>`` files in the folder, sorted."""
+    from host_tools.data.recordings import find_recordings as find
+
+    return find(path)
 
 
 def predict_recordings(
@@ -202,9 +196,12 @@ def write_csv(rows: list[dict[str, Any]], out: str | Path) -> Path:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=Path("models/edge"),
                         help="int8 .tflite or model folder (default: %(default)s)")
-    parser.add_argument("--in", dest="inp", type=Path, required=True, help="a *-PSG.edf or a folder of them")
+    parser.add_argument("--in", dest="inp", type=Path, required=True,
+                        help="a recording (EDF, BDF, BrainVision .vhdr, FIF) or a folder of *-PSG.<ext>")
     parser.add_argument("--out", type=Path, required=True, help="CSV to write")
-    parser.add_argument("--channel", default="Fpz-Cz", help="EEG channel (default: %(default)s)")
+    parser.add_argument("--channel", default="Fpz-Cz",
+                        help="EEG channel as the file names it, or comma-separated alternatives tried in order "
+                             "(case-insensitive, 'EEG ' prefix optional; default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

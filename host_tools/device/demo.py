@@ -40,6 +40,8 @@ from host_tools.errors import SleepEdgeError
 #: epoch plus escalations. 600 epochs (5 h) keeps the demo within ~5 min of streaming.
 DEFAULT_MAX_EPOCHS = 600
 WAKE_MARGIN_EPOCHS = 60  #: sleep period +- 30 min
+#: Start written into the streamed copy when the user's recording carries no clock (anonymized FIF).
+DEFAULT_START = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _say(text: str) -> None:
@@ -88,24 +90,25 @@ def test_subject_night(models: Path, out: Path) -> tuple[Path, Path]:
 
 def write_stream_copy(psg: Path, channel: str, first_epoch: int, n_epochs: int, out: Path
                       ) -> tuple[Path, np.ndarray, dt.datetime]:
-    """Write the streamed segment as its own PSG and return it as the device will see it.
+    """Write the streamed segment as its own 100-Hz EDF PSG and return it as the device will see it.
 
-    The copy is read back and its samples are what is streamed, so ``sleepedge predict`` on the
-    copy and the device start from exactly the same int16 samples and number epochs alike.
+    ``psg`` may be any format of :mod:`host_tools.data.recordings` at any rate from 50 Hz (resampled
+    to 100 Hz here). The copy is read back and its samples are what is streamed, so
+    ``sleepedge predict`` on the copy and the device start from exactly the same int16 samples and
+    number epochs alike. The copy keeps the channel's name.
     """
-    from host_tools.data.edf_io import read_psg_channel, write_psg
+    from host_tools.data.edf_io import write_psg
     from host_tools.data.filters import to_device_samples
+    from host_tools.data.recordings import read_eeg, recording_id
 
-    x_uv, fs, start = read_psg_channel(psg, channel)
-    if fs != C.FS_HZ:
-        raise SleepEdgeError(f"{psg}: {channel} is sampled at {fs} Hz, the device expects {C.FS_HZ}")
+    x_uv, _fs_in, start, name = read_eeg(psg, channel)
+    start = start or DEFAULT_START
     seg = x_uv[first_epoch * C.EPOCH_SAMPLES:(first_epoch + n_epochs) * C.EPOCH_SAMPLES]
     seg_start = start + dt.timedelta(seconds=first_epoch * C.EPOCH_S)
-    stem = psg.name.removesuffix("-PSG.edf").removesuffix(".edf")
-    copy = out / f"{stem}-PSG.edf"
-    write_psg(copy, {"EEG Fpz-Cz": seg}, C.FS_HZ, seg_start)
-    back, _fs, back_start = read_psg_channel(copy, "Fpz-Cz")
-    return copy, to_device_samples(back[:n_epochs * C.EPOCH_SAMPLES]), back_start
+    copy = out / f"{recording_id(psg)}-PSG.edf"
+    write_psg(copy, {name: seg}, C.FS_HZ, seg_start)
+    back, _fs, back_start, _name = read_eeg(copy, name)
+    return copy, to_device_samples(back[:n_epochs * C.EPOCH_SAMPLES]), back_start or seg_start
 
 
 class CloudProcess:
@@ -151,8 +154,13 @@ class CloudProcess:
 
 def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypno: Path | None = None,
              models: Path = REPO_ROOT / "models", channel: str = "Fpz-Cz", plain: bool | None = None,
-             threshold: float | None = None) -> dict[str, Any]:
-    """Run the demo; returns the summary (also written to ``out/summary.json``)."""
+             threshold: float | None = None, stage_seconds: float = 30, codes: str | None = None) -> dict[str, Any]:
+    """Run the demo; returns the summary (also written to ``out/summary.json``).
+
+    ``edf``/``hypno``: a user's recording in any format of :mod:`host_tools.data.recordings` and
+    its hypnogram (EDF+, or text with ``stage_seconds`` per line and numeric ``codes``);
+    ``channel`` may list alternatives (``Fpz-Cz,C3-A1``).
+    """
     from host_tools.device.emulator import QemuDevice, build_firmware
     from host_tools.device.live_view import LiveView
     from host_tools.device.monitor import (MonitorOptions, expert_labels, format_summary, run_monitor,
@@ -176,11 +184,12 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     else:
         psg, hyp = Path(edf), Path(hypno)  # type: ignore[arg-type]
         origin = f"{psg.name} (user-supplied recording)"
-    from host_tools.data.edf_io import read_psg_channel
+    from host_tools.data.recordings import read_eeg
 
-    x_uv, _fs, start = read_psg_channel(psg, channel)
+    x_uv, _fs, start, channel_name = read_eeg(psg, channel)
     n_total = len(x_uv) // C.EPOCH_SAMPLES
-    expert_full = expert_labels(hyp, n_total, start)
+    expert_full = expert_labels(hyp, n_total, start, stage_seconds=stage_seconds, codes=codes,
+                                signal_s=len(x_uv) / C.FS_HZ, psg=psg)
     first, n = sleep_period(expert_full, WAKE_MARGIN_EPOCHS)
     n = min(n, epochs if epochs is not None else DEFAULT_MAX_EPOCHS)
     _say(f"streaming {n} epochs ({n / 120:.1f} h) from epoch {first} of {psg.name}: {origin}")
@@ -210,7 +219,8 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     print(format_summary(summary))
     _say(f"wrote {', '.join(p.name for p in paths.values())} and {copy.name} to {out}  "
          f"(total {summary['demo_wall_s']:.0f} s)")
-    _say(f"check: sleepedge predict --model {shown_path(models / 'edge')} --in {copy} --out {out / 'predict.csv'}")
+    _say(f"check: sleepedge predict --model {shown_path(models / 'edge')} --in {copy} --channel '{channel_name}' "
+         f"--out {out / 'predict.csv'}")
     return summary
 
 
@@ -219,8 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/demo"), help="output folder (default: reports/demo)")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"epochs to stream (default: the sleep period +-30 min, at most {DEFAULT_MAX_EPOCHS})")
-    parser.add_argument("--edf", type=Path, default=None, help="a real PSG (Sleep-EDF *-PSG.edf) instead")
-    parser.add_argument("--hypno", type=Path, default=None, help="its hypnogram")
+    parser.add_argument("--edf", type=Path, default=None,
+                        help="a real recording instead: EDF/EDF+, BDF, BrainVision .vhdr or FIF, any rate >= 50 Hz")
+    parser.add_argument("--hypno", type=Path, default=None, help="its hypnogram: EDF+, or .csv/.txt one stage per line")
+    parser.add_argument("--channel", default="Fpz-Cz",
+                        help="EEG channel as the file names it, or comma-separated alternatives (default: Fpz-Cz)")
+    parser.add_argument("--stage-seconds", type=float, default=30.0, help="text hypnograms: seconds per line")
+    parser.add_argument("--codes", choices=("aasm", "rk", "rk-dreams"), default=None,
+                        help="text hypnograms with numeric stages: their code scheme")
     parser.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="models folder (default: models)")
     parser.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
     parser.add_argument("--threshold", type=float, default=None,
@@ -233,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         print("demo: error: --epochs must be >= 1", file=sys.stderr)
         return 2
     try:
-        run_demo(args.out, args.epochs, args.edf, args.hypno, args.models, plain=True if args.plain else None,
-                 threshold=args.threshold)
+        run_demo(args.out, args.epochs, args.edf, args.hypno, args.models, channel=args.channel,
+                 plain=True if args.plain else None, threshold=args.threshold, stage_seconds=args.stage_seconds,
+                 codes=args.codes)
     except SleepEdgeError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2

@@ -450,28 +450,36 @@ def run_monitor(opts: MonitorOptions, view: LiveView | None = None) -> tuple[lis
 
 # --- inputs and outputs ----------------------------------------------------------------------
 
-def expert_labels(hypno_path: str | Path, n_epochs: int, psg_start: dt.datetime | None = None) -> np.ndarray:
-    """Per-epoch expert class index from a Sleep-EDF hypnogram (-1 where unscored).
+def expert_labels(hypno_path: str | Path, n_epochs: int, psg_start: dt.datetime | None = None, *,
+                  stage_seconds: float = 30, codes: str | None = None, signal_s: float | None = None,
+                  psg: str | Path | None = None) -> np.ndarray:
+    """Per-epoch expert class index from a hypnogram (-1 where unscored).
 
-    Epoch ``k`` covers ``[30k, 30k + 30)`` s from the PSG start; it takes the stage of the
-    annotation covering its start.
+    ``hypno_path`` is an EDF+ hypnogram or a stage-per-line ``.csv``/``.txt`` (``stage_seconds``
+    per line, numeric ``codes`` scheme; see :mod:`host_tools.data.recordings`). Epoch ``k`` covers
+    ``[30k, 30k + 30)`` s from the PSG start; it takes the stage of the annotation covering its
+    start. A hypnogram scoring a whole epoch or more past the signal (``signal_s``, default
+    ``30 * n_epochs``) is refused: it does not belong to this recording.
     """
-    from host_tools.data.edf_io import read_hypnogram
+    from host_tools.data.recordings import Hypnogram, check_fits, read_hypnogram
 
-    ann = read_hypnogram(hypno_path)
+    hyp = read_hypnogram(hypno_path, stage_seconds, codes)
     offset = 0.0
-    if psg_start is not None and ann.orig_time is not None:
-        a = ann.orig_time if ann.orig_time.tzinfo else ann.orig_time.replace(tzinfo=dt.timezone.utc)
+    if psg_start is not None and hyp.start is not None:
+        a = hyp.start if hyp.start.tzinfo else hyp.start.replace(tzinfo=dt.timezone.utc)
         b = psg_start if psg_start.tzinfo else psg_start.replace(tzinfo=dt.timezone.utc)
         offset = (a - b).total_seconds()
+    shifted = Hypnogram(hyp.path, hyp.onsets + offset, hyp.durations, hyp.descriptions, None)
+    check_fits(shifted, psg if psg is not None else "the recording",
+               signal_s if signal_s is not None else n_epochs * C.EPOCH_S)
     y = np.full(n_epochs, -1, dtype=np.int64)
-    for onset, dur, desc in zip(ann.onset, ann.duration, ann.description):
+    for onset, dur, desc in zip(shifted.onsets, shifted.durations, shifted.descriptions):
         label = C.RK_TO_AASM.get(str(desc))
         if label is None:
             continue
         # Sleep-EDF annotations are whole epochs; the half-epoch tolerance absorbs rounding.
-        k0 = max(0, int(math.floor((onset + offset) / C.EPOCH_S + 0.5)))
-        k1 = min(n_epochs, int(math.floor((onset + offset + dur) / C.EPOCH_S + 0.5)))
+        k0 = max(0, int(math.floor(onset / C.EPOCH_S + 0.5)))
+        k1 = min(n_epochs, int(math.floor((onset + dur) / C.EPOCH_S + 0.5)))
         y[k0:k1] = label
     return y
 
@@ -583,16 +591,18 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def load_recording(edf: str | Path, channel: str) -> tuple[np.ndarray, dt.datetime]:
-    """A PSG channel as int16 transport samples, and the recording start."""
-    from host_tools.data.edf_io import read_psg_channel
+def load_recording(edf: str | Path, channel: str) -> tuple[np.ndarray, dt.datetime | None]:
+    """A recording's EEG channel as int16 transport samples at 100 Hz, and the recording start.
+
+    Any format of :mod:`host_tools.data.recordings` (EDF, BDF, BrainVision, FIF); ``channel`` may
+    list alternatives; rates from 50 Hz up are resampled to the device's 100 Hz on the host.
+    """
     from host_tools.data.filters import to_device_samples
+    from host_tools.data.recordings import read_eeg
 
     if not Path(edf).is_file():
         raise SleepEdgeError(f"--edf {edf}: file not found")
-    x_uv, fs, start = read_psg_channel(edf, channel)
-    if fs != C.FS_HZ:
-        raise SleepEdgeError(f"--edf {edf}: channel {channel} is sampled at {fs} Hz; the device expects {C.FS_HZ} Hz")
+    x_uv, _fs_in, start, _name = read_eeg(edf, channel)
     return to_device_samples(x_uv), start
 
 
@@ -612,9 +622,16 @@ def _speed(text: str) -> float | None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", required=True, help="device: /dev/ttyUSB0, socket://127.0.0.1:PORT, rfc2217://...")
-    parser.add_argument("--edf", required=True, help="PSG EDF file to stream")
-    parser.add_argument("--hypno", default=None, help="expert hypnogram EDF+ (for accuracy)")
-    parser.add_argument("--channel", default="Fpz-Cz", help="EEG channel (default: Fpz-Cz)")
+    parser.add_argument("--edf", required=True,
+                        help="recording to stream: EDF/EDF+, BDF, BrainVision .vhdr or FIF (resampled to 100 Hz)")
+    parser.add_argument("--hypno", default=None,
+                        help="expert hypnogram (for accuracy): EDF+, or .csv/.txt with one stage per line")
+    parser.add_argument("--channel", default="Fpz-Cz",
+                        help="EEG channel as the file names it, or comma-separated alternatives (default: Fpz-Cz)")
+    parser.add_argument("--stage-seconds", type=float, default=30.0,
+                        help="text hypnograms: seconds per line (30, 20, 5, ...; default 30)")
+    parser.add_argument("--codes", choices=("aasm", "rk", "rk-dreams"), default=None,
+                        help="text hypnograms with numeric stages: their code scheme")
     parser.add_argument("--speed", type=_speed, default=None, help="x real time, or 'max' (default: max)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs to stream (default: to the end)")
     parser.add_argument("--start-epoch", type=int, default=0, help="first epoch (default: 0)")
@@ -637,14 +654,17 @@ def run(args: argparse.Namespace) -> int:
         raise SleepEdgeError(f"--timeout-ms {args.timeout_ms}: must be within 1..3600000")
     signal, start = load_recording(args.edf, args.channel)
     n_total = len(signal) // C.EPOCH_SAMPLES
-    expert = expert_labels(args.hypno, n_total, start) if args.hypno else None
+    expert = expert_labels(args.hypno, n_total, start, stage_seconds=args.stage_seconds, codes=args.codes,
+                           signal_s=len(signal) / C.FS_HZ, psg=args.edf) if args.hypno else None
     opts = MonitorOptions(port=args.port, signal=signal, start_epoch=args.start_epoch, n_epochs=args.epochs,
                           speed=args.speed, cloud=args.cloud, token=token, threshold=args.threshold,
                           timeout_ms=args.timeout_ms, expert=expert, baudrate=args.baud,
                           title=f"SleepEdge monitor: {Path(args.edf).name}")
     rows, summary = run_monitor(opts, LiveView(plain=True if args.plain else None))
     if args.out:
-        name = Path(args.edf).name.removesuffix("-PSG.edf").removesuffix(".edf")
+        from host_tools.data.recordings import recording_id
+
+        name = recording_id(args.edf)
         paths = write_outputs(args.out, rows, summary, name=name, start=start)
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
     print(format_summary(summary))

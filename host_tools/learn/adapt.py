@@ -111,28 +111,20 @@ def read_subject_map(path: str | Path | None) -> dict[str, str]:
 
 
 def _prepare_one(psg: Path, hyp: Path, channels: list[str]) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
-    """``prepare.prepare_night`` with the first channel alternative the recording has."""
+    """``prepare.prepare_night`` on the whole recording (no wake trimming) with the first channel
+    alternative the recording has; returns the channel as the file spells it."""
     from host_tools.data import prepare
 
-    errors = []
-    # Sleep-EDF-style files name EEG channels "EEG <montage>"; accept the bare montage too.
-    tries = [c for ch in channels for c in ([ch] if ch.upper().startswith("EEG ") else [ch, f"EEG {ch}"])]
-    for ch in tries:
-        try:
-            arrays, entry = prepare.prepare_night(psg, hyp, ch, wake_margin_min=1e6)
-            return arrays, entry, ch
-        except SleepEdgeError as exc:
-            errors.append(str(exc))
-            if "channel" not in str(exc).lower():
-                raise
-    raise SleepEdgeError(f"{psg}: none of the channels {channels} found ({errors[-1]})")
+    arrays, entry = prepare.prepare_night(psg, hyp, ",".join(channels), wake_margin_min=1e6)
+    return arrays, entry, str(entry.get("channel", arrays.get("channel")))
 
 
 def load_recordings(
     folder: str | Path, channel: str | Iterable[str] = "Fpz-Cz", subject_map: dict[str, str] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Recordings:
-    """Every PSG/hypnogram pair in ``folder``, whole recordings (no wake trimming), scored epochs only.
+    """Every PSG/hypnogram pair in ``folder`` (any format ``data.recordings`` reads, resampled to
+    100 Hz), whole recordings (no wake trimming), scored epochs only.
 
     Raises
     ------
@@ -140,11 +132,11 @@ def load_recordings(
         A recording without a single scored epoch, a subject map naming unknown recordings,
         fewer than two people (leave-one-person-out needs two).
     """
-    from host_tools.data import edf_io
+    from host_tools.data import recordings
 
     channels = parse_channels(channel)
     subject_map = subject_map or {}
-    pairs = edf_io.find_pairs(folder)
+    pairs = recordings.find_pairs(folder)
     parts, used = [], {}
     for psg, hyp in pairs:
         arrays, entry, ch = _prepare_one(psg, hyp, channels)
