@@ -32,7 +32,7 @@ def adapted(tmp_path_factory) -> tuple[Path, Path, dict]:
     assert main(["data", "convert", "--dreams", str(DREAMS), "--out", str(rec_dir)]) == 0
     out = tmp_path_factory.mktemp("adapted") / "models"
     rc = main(["adapt", "--base", str(REPO / "models"), "--in", str(rec_dir), "--out", str(out),
-               "--channel", "C3-A1,CZ-A1", "--budget", "0.1", "--no-prune", "--strategies", "head,adabn-head",
+               "--channel", "C3-A1,CZ-A1", "--budget", "0.1", "--no-prune", "--strategies", "head,top1",
                "--source-strategies", "none,probs", "--quiet"])
     assert rc == 0
     return rec_dir, out, json.loads((out / "metrics.json").read_text())

@@ -215,7 +215,7 @@ def default_strategies(budget: float = 1.0) -> list[Strategy]:
         Strategy("top3", "top3", 5e-4, p(25)),
         Strategy("top3-distil", "top3", 5e-4, p(25), distil=True),
         Strategy("top3-aug", "top3", 5e-4, p(15), augment=True),
-        Strategy("top3-long", "top3", 5e-4, p(50)),
+        Strategy("top3-aug-fast", "top3", 1e-3, p(15), augment=True),
         Strategy("all", "all", 3e-4, p(15)),
         Strategy("adabn-top3", "top3", 5e-4, p(25), adabn=True),
     ]
