@@ -17,9 +17,12 @@ CHANNEL   ?=
 STAGE_SECONDS ?=
 CODES     ?=
 THRESHOLD ?=
+# Models folder every target uses: models/ (shipped) or a `sleepedge adapt` output.
+MODELS    ?= models
+MODELS_ABS = $(abspath $(MODELS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt venv test demo train bench bench-accuracy bench-device firmware flash headers clean
+.PHONY: help setup apt venv test demo train bench bench-accuracy bench-device firmware flash headers clean models-check
 
 help:
 	@echo "make demo          build firmware, boot the emulated STM32F405, stream a night, print the summary"
@@ -28,6 +31,7 @@ help:
 	@echo "make bench         accuracy + device benchmarks (reports/)"
 	@echo "make firmware      build firmware/build/qemu/firmware.elf"
 	@echo "make flash BOARD=qemu|esp32dev|nucleo_f446re [PORT=...]"
+	@echo "  firmware, flash and demo take MODELS=DIR (default models; e.g. a \`sleepedge adapt\` output)"
 	@echo "make setup         apt packages (when missing) and $(VENV) with pinned versions"
 
 setup: apt venv
@@ -59,14 +63,17 @@ headers: venv
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-firmware: apt
-	$(MAKE) -C firmware qemu
+models-check:
+	@test -f "$(MODELS_ABS)/edge/model_data.c" || { echo "MODELS=$(MODELS): no edge/model_data.c there (a models folder: models/ or a \`sleepedge adapt\` output)" >&2; exit 2; }
 
-flash: setup
-	$(MAKE) -C firmware flash BOARD=$(BOARD) PORT=$(PORT)
+firmware: apt models-check
+	$(MAKE) -C firmware qemu MODEL_DIR=$(MODELS_ABS)/edge
+
+flash: setup models-check
+	$(MAKE) -C firmware flash BOARD=$(BOARD) PORT=$(PORT) MODEL_DIR=$(MODELS_ABS)/edge
 
 demo: setup firmware
-	$(PY) -m host_tools.demo --out $(OUT) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CHANNEL),--channel $(CHANNEL)) $(if $(STAGE_SECONDS),--stage-seconds $(STAGE_SECONDS)) $(if $(CODES),--codes $(CODES))
+	$(PY) -m host_tools.demo --out $(OUT) --models $(MODELS_ABS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CHANNEL),--channel $(CHANNEL)) $(if $(STAGE_SECONDS),--stage-seconds $(STAGE_SECONDS)) $(if $(CODES),--codes $(CODES))
 
 train: setup
 	$(PY) -m host_tools.pipeline
