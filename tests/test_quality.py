@@ -117,3 +117,58 @@ def test_thresholds_follow_the_real_statistics(repo_root):
 def test_gate_rejects_bad_shapes():
     with pytest.raises(ValueError):
         Q.epoch_verdicts(np.zeros((2, N), dtype=np.int32))
+
+
+# --- recordings: sleepedge predict and the EDF reader --------------------------------------
+
+def bad_night(rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """Microvolts: 2 EEG-like epochs, 2 flat (detached electrode), 2 clipped at +-100 uV, 2 EEG."""
+    good = lambda: eeg(rng, 20.0).astype(np.float64) * C.SAMPLE_UV_PER_LSB  # noqa: E731
+    clipped = np.clip(eeg(rng, 150.0).astype(np.float64) * C.SAMPLE_UV_PER_LSB, -100.0, 100.0)
+    parts = [good(), good(), np.full(N, 3.0), np.full(N, 3.0), clipped[: N], np.clip(good() * 8, -100, 100),
+             good(), good()]
+    return np.concatenate(parts), ["ok", "ok", "flat", "flat", "clipped", "clipped", "ok", "ok"]
+
+
+def write_night(path, uv: np.ndarray) -> None:
+    import datetime as dt
+
+    from host_tools.data import edf_io
+
+    edf_io.write_psg(path, {"Fpz-Cz": uv}, C.FS_HZ, dt.datetime(2020, 1, 1, 22, 0))
+
+
+def test_predict_gives_artefact_outcomes(repo_root, tmp_path):
+    import csv
+
+    from host_tools.cli import main
+
+    uv, want = bad_night(np.random.default_rng(5))
+    psg = tmp_path / "BAD0001-PSG.edf"
+    write_night(psg, uv)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(repo_root / "models" / "edge"), "--in", str(psg), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["quality"] for r in rows] == want
+    for r in rows:
+        if r["quality"] == "ok":
+            assert r["stage"] in C.STAGES and 0 < float(r["confidence"]) <= 1
+        else:  # never a sleep stage, never a confidence
+            assert r["stage"] == "artefact" and r["confidence"] == ""
+
+
+def test_reader_refuses_an_empty_range(tmp_path):
+    from host_tools.cli import main
+    from host_tools.data import edf_io
+    from host_tools.errors import SleepEdgeError
+
+    psg = tmp_path / "CORRUPT-PSG.edf"
+    write_night(psg, eeg(np.random.default_rng(0), 20.0).astype(np.float64) * C.SAMPLE_UV_PER_LSB)
+    b = bytearray(psg.read_bytes())
+    ns = int(b[252:256])
+    dmin = 256 + ns * 120
+    b[256 + ns * 128: 256 + ns * 136] = b[dmin: dmin + 8]  # digital max := digital min
+    psg.write_bytes(bytes(b))
+    with pytest.raises(SleepEdgeError, match=r"CORRUPT-PSG\.edf: channel .* empty range"):
+        edf_io.read_psg_channel(psg, "Fpz-Cz")
+    assert main(["predict", "--in", str(psg), "--out", str(tmp_path / "x.csv")]) == 2
