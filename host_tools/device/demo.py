@@ -155,8 +155,9 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     """Run the demo; returns the summary (also written to ``out/summary.json``)."""
     from host_tools.device.emulator import QemuDevice, build_firmware
     from host_tools.device.live_view import LiveView
-    from host_tools.device.monitor import (MonitorOptions, expert_labels, format_summary, run_monitor,
-                                    sleep_period, write_outputs)
+    from host_tools.device.monitor import MonitorOptions, expert_labels, run_monitor, sleep_period
+    from host_tools.device.monitor_outputs import write_outputs
+    from host_tools.device.monitor_summary import format_summary
 
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
