@@ -46,11 +46,13 @@ typedef struct {
 /**
  * SAMPLES_ARQ (the host resends on NACK): a forward jump of up to SE_APP_MAX_ZERO_FILL_BLOCKS
  * is not zero-filled but NACKed; later blocks are dropped until the missing one arrives. A NACK
- * is repeated every SE_APP_NACK_EVERY_BLOCKS dropped blocks (the first may be lost too), and
- * after SE_APP_ARQ_MAX_DROPS dropped blocks the device gives up and zero-fills as for SAMPLES.
+ * is repeated every SE_APP_NACK_EVERY_BLOCKS dropped blocks (the first may be lost too; more
+ * than a host with a 2-epoch flow-control window has in flight, so a NACK the host is already
+ * answering is not repeated), and after SE_APP_ARQ_MAX_DROPS dropped blocks the device gives up
+ * and zero-fills as for SAMPLES.
  */
-#define SE_APP_NACK_EVERY_BLOCKS 10u
-#define SE_APP_ARQ_MAX_DROPS (3u * SE_BLOCKS_PER_EPOCH)
+#define SE_APP_NACK_EVERY_BLOCKS (2u * SE_BLOCKS_PER_EPOCH)
+#define SE_APP_ARQ_MAX_DROPS (5u * SE_BLOCKS_PER_EPOCH)
 /** A STATUS frame follows every this many closed epochs. */
 #define SE_APP_STATUS_EVERY_EPOCHS 10u
 /** CONFIG limits (inclusive). */

@@ -668,7 +668,7 @@ static void test_arq_repeats_nack_then_gives_up(void)
     CHECK_EQ(nack_count(), 2);
     /* A host that never resends: after SE_APP_ARQ_MAX_DROPS the gap is zero-filled. */
     send_blocks(12 + SE_APP_NACK_EVERY_BLOCKS, 10 + SE_APP_ARQ_MAX_DROPS);
-    CHECK_EQ(nack_count(), (int)(SE_APP_ARQ_MAX_DROPS / SE_APP_NACK_EVERY_BLOCKS));
+    CHECK_EQ(nack_count(), (int)((SE_APP_ARQ_MAX_DROPS + SE_APP_NACK_EVERY_BLOCKS - 1) / SE_APP_NACK_EVERY_BLOCKS));
     CHECK_EQ(g_mock_runs, 0);
     send_block(11 + SE_APP_ARQ_MAX_DROPS);
     se_app_poll(&g_app);

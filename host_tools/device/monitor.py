@@ -67,6 +67,7 @@ class MonitorOptions:
     reconnect_timeout_s: float = 30.0
     flow_timeout_s: float = 30.0
     final_grace_s: float = 10.0
+    tail_wait_s: float = 2.0  #: after the last block, how long to wait for the last epoch before resending
     deadline_fraction: float | None = None
 
 
@@ -104,6 +105,8 @@ class Monitor:
                                      reconnect_timeout_s=opts.reconnect_timeout_s)
         self.resets: list[ResetEvent] = []
         self.flow_stalls = 0
+        self.rewinder = P.Rewinder()  #: SAMPLES_ARQ: blocks the device asked for again
+        self.tail_resends = 0
         self.bridge: Any = None
         self.client: Any = None
 
@@ -134,6 +137,8 @@ class Monitor:
                 row = self.table.on_final(msg)
                 if row is not None:
                     self._show_final(row)
+            elif isinstance(msg, P.Nack):
+                self.rewinder.on_nack(msg)  # the streaming loop goes back (docs/protocol.md)
             else:
                 self.conn.on_link_message(msg)
             self.cond.notify_all()
@@ -251,8 +256,10 @@ class Monitor:
         while block < end_block:
             if self.conn.lost:
                 block = self._handle_reset(block)
+                self.rewinder.clear()
                 pace_t0, pace_b0 = time.monotonic(), block
                 continue
+            block = self.rewinder.next_block(block)
             if block % BPE == 0 and not self._wait_for_window(block // BPE):
                 continue
             if self.o.speed:
@@ -260,10 +267,26 @@ class Monitor:
                 if delay > 0:
                     time.sleep(delay)
             chunk = sig[block * C.SAMPLES_PER_BLOCK:(block + 1) * C.SAMPLES_PER_BLOCK]
-            if not self.conn.send(P.Samples(block, chunk)):
+            if not self.conn.send(P.SamplesArq(block, chunk)):
                 continue
             block += 1
             self._refresh_view(t0, block)
+            if block == end_block:
+                block = self._tail_resend(end_block)
+
+    def _tail_resend(self, end_block: int) -> int:
+        """After the last block: a lost block near the end has no later block to reveal it to the
+        device, so when the last epoch goes unreported, send again from the first unreported
+        epoch (the device drops what it already has as stale). Returns the block to go on from."""
+        last = self.first + self.n - 1
+        self.conn.wait(lambda: self.table.reported_upto >= last or self.rewinder.pending or self.conn.lost,
+                       self.o.tail_wait_s)
+        if self.rewinder.pending or self.conn.lost:
+            return self.rewinder.next_block(end_block) if not self.conn.lost else end_block
+        if self.table.reported_upto >= last or self.tail_resends >= 2:
+            return end_block
+        self.tail_resends += 1
+        return max(self.first, self.table.reported_upto + 1) * BPE
 
     def _wait_for_window(self, epoch: int) -> bool:
         """Flow control before the first block of ``epoch``: wait (bounded) until the device has

@@ -596,6 +596,17 @@ class Rewinder:
             self.nacks += 1
             self._first = msg.first_block if self._first is None else min(self._first, msg.first_block)
 
+    @property
+    def pending(self) -> bool:
+        """A NACK is waiting for :meth:`next_block`."""
+        with self._lock:
+            return self._first is not None
+
+    def clear(self) -> None:
+        """Forget a pending NACK (the device rebooted: its requests are void)."""
+        with self._lock:
+            self._first = None
+
     def next_block(self, block: int) -> int:
         """The block to send next: ``block``, or an earlier one the device asked for again."""
         with self._lock:
