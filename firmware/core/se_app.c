@@ -365,6 +365,10 @@ static void on_samples(se_app_t *app, uint32_t block, const uint8_t *q_le, bool 
 {
     if (!app->synced) {
         if (block % SE_BLOCKS_PER_EPOCH != 0u) {
+            /* SAMPLES_ARQ: the epoch's first block was lost; ask for the epoch from its start. */
+            if (arq && app->presync_blocks % SE_APP_NACK_EVERY_BLOCKS == 0u) {
+                send_nack(app, block - block % SE_BLOCKS_PER_EPOCH, block % SE_BLOCKS_PER_EPOCH);
+            }
             app->presync_blocks++;
             return;
         }

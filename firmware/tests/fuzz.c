@@ -4,8 +4,9 @@
  *   - a frame the parser delivers lies inside the parser's buffer;
  *   - everything the device writes parses back as valid frames (no garbage, no bad CRC);
  *   - the pending escalation table never exceeds SE_MAX_PENDING_ESCALATIONS;
- *   - a NACK names a block ahead of what the device has accepted, and while it waits for that
- *     block the device accepts no other (SAMPLES_ARQ recovery, docs/protocol.md).
+ *   - a NACK names the block the device waits for (or, before it has synchronised, the start of
+ *     an epoch), and while it waits for that block the device accepts no other (SAMPLES_ARQ
+ *     recovery, docs/protocol.md).
  * In some boot periods the generator sends SAMPLES_ARQ and plays a host that goes back to the
  * NACKed block (usually; sometimes it ignores the NACK, so the give-up path runs too). Epochs
  * are drawn from EEG-like, loud, flat and mains-like signals so the quality gate fires.
@@ -337,8 +338,10 @@ int main(int argc, char **argv)
             const uint32_t missing = app.st.missing_blocks;
             se_app_rx(&app, in + off, k);
             off += k;
-            if (g_out_types[SE_FRAME_NACK] != nacks && !(app.arq_waiting && g_nack_first == app.next_block)) {
-                fail("NACK does not name the block the device waits for", i);
+            if (g_out_types[SE_FRAME_NACK] != nacks &&
+                !(app.arq_waiting && g_nack_first == app.next_block) &&
+                !(!app.synced && g_nack_first % SE_BLOCKS_PER_EPOCH == 0u)) {
+                fail("NACK names neither the block the device waits for nor an epoch start", i);
             }
             /* A chunk may hold the resent block and then open a new gap; otherwise a waiting
              * device accepts nothing. */

@@ -658,6 +658,24 @@ static void test_arq_recovers_a_lost_block(void)
     CHECK_EQ(nack_count(), 1);
 }
 
+static void test_arq_first_block_lost(void)
+{
+    boot();
+    set_output(127);
+    g_samples_type = SE_FRAME_SAMPLES_ARQ;
+    send_blocks(61, 65); /* block 60, the epoch start, lost before the device synchronised */
+    CHECK_EQ(nack_count(), 1);
+    const int i = capture_find(&g_cap, SE_FRAME_NACK, 0);
+    if (i >= 0) {
+        CHECK_EQ(se_rd_u32(g_cap.frames[i].payload), 60);
+        CHECK_EQ(se_rd_u16(&g_cap.frames[i].payload[4]), 1);
+    }
+    send_blocks(60, 89);
+    se_app_poll(&g_app);
+    expect_result(0, 2, 2, 0, 0);
+    CHECK_EQ(se_app_status(&g_app).missing_blocks, 0);
+}
+
 static void test_arq_repeats_nack_then_gives_up(void)
 {
     boot();
@@ -703,6 +721,7 @@ int main(void)
     RUN(test_byte_by_byte_rx);
     RUN(test_artefact_epochs);
     RUN(test_arq_recovers_a_lost_block);
+    RUN(test_arq_first_block_lost);
     RUN(test_arq_repeats_nack_then_gives_up);
     TEST_MAIN_END();
 }
