@@ -262,6 +262,8 @@ class Monitor:
             block = self.rewinder.next_block(block)
             if block % BPE == 0 and not self._wait_for_window(block // BPE):
                 continue
+            if self.rewinder.pending:  # a NACK came while waiting: go back first
+                continue
             if self.o.speed:
                 delay = pace_t0 + (block - pace_b0) * (C.SAMPLES_PER_BLOCK / C.FS_HZ) / self.o.speed - time.monotonic()
                 if delay > 0:
@@ -294,7 +296,8 @@ class Monitor:
         need = epoch - self.o.window_epochs
         if need < self.first:
             return True
-        if not self.conn.wait(lambda: self.table.reported_upto >= need or self.conn.lost, self.o.flow_timeout_s):
+        if not self.conn.wait(lambda: self.table.reported_upto >= need or self.conn.lost or self.rewinder.pending,
+                              self.o.flow_timeout_s):
             self.flow_stalls += 1
         return not self.conn.lost
 
