@@ -172,3 +172,26 @@ def test_reader_refuses_an_empty_range(tmp_path):
     with pytest.raises(SleepEdgeError, match=r"CORRUPT-PSG\.edf: channel .* empty range"):
         edf_io.read_psg_channel(psg, "Fpz-Cz")
     assert main(["predict", "--in", str(psg), "--out", str(tmp_path / "x.csv")]) == 2
+
+
+def test_monitor_table_and_hypnogram_carry_the_artefact(tmp_path):
+    """RESULT/FINAL of an artefact epoch -> results.csv row and EDF+ annotation 'Artefact: flat'."""
+    import datetime as dt
+
+    from host_tools.data import edf_io
+    from host_tools.device import protocol as P
+    from host_tools.device.epoch_table import EpochTable
+    from host_tools.device.monitor_outputs import write_hypnogram_edf
+
+    table = EpochTable(0, 3)
+    for e, (flags, stage) in enumerate([(0, 2), (Q.FLAT << P.QUALITY_SHIFT, 255), (0, 2)]):
+        table.on_result(P.Result(e, stage, False, flags, (0,) * 5, 0.9 if stage < 5 else 0.0))
+        table.on_final(P.Final(e, stage, 0 if stage < 5 else C.FINAL_SOURCES.index("artefact")))
+    rows = list(table)
+    csv_rows = [r.csv_row() for r in rows]
+    assert [r["quality"] for r in csv_rows] == ["ok", "flat", "ok"]
+    assert csv_rows[1]["final_source"] == "artefact" and csv_rows[1]["final_stage"] == ""
+    path = tmp_path / "hyp.edf"
+    write_hypnogram_edf(path, rows, dt.datetime(2020, 1, 1, 22, 0))
+    ann = edf_io.read_hypnogram(path)
+    assert list(ann.description) == ["Sleep stage 2", "Artefact: flat", "Sleep stage 2"]

@@ -166,10 +166,11 @@ class Monitor:
         st = self.state
         st.done_epochs += 1
         st.recent.append((row.final_stage, row.escalated))
+        source = f"artefact: {row.quality}" if row.final_source == "artefact" else row.final_source
         if st.current_epoch == row.epoch:
-            st.current_stage, st.current_source = row.final_stage, row.final_source
+            st.current_stage, st.current_source = row.final_stage, source
         self.view.epoch_line(row.epoch, row.onset_s, row.edge_stage, row.edge_confidence,
-                             row.final_stage, row.final_source)
+                             row.final_stage, source)
 
     def _refresh_view(self, t0: float, block: int, force: bool = False) -> None:
         st = self.state
