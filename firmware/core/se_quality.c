@@ -10,12 +10,13 @@ void se_quality_reset(se_quality_t *q)
 
 void se_quality_push(se_quality_t *q, int16_t x)
 {
-    const int64_t v = x;
+    /* 32 x 32 -> 64-bit products (one SMULL on a Cortex-M4): |x| <= 2^15, |d2| <= 2^17. */
+    const int32_t v = x;
     q->sum += v;
-    q->sumsq += (uint64_t)(v * v);
+    q->sumsq += (uint64_t)((int64_t)v * v);
     if (q->n >= 2u) {
-        const int64_t d2 = v - 2 * (int64_t)q->prev1 + (int64_t)q->prev2;
-        q->d2sq += (uint64_t)(d2 * d2);
+        const int32_t d2 = v - 2 * (int32_t)q->prev1 + (int32_t)q->prev2;
+        q->d2sq += (uint64_t)((int64_t)d2 * d2);
     }
     if (q->n == 0u || x < q->min) {
         q->min = x;
