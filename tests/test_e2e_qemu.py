@@ -118,6 +118,7 @@ def test_qemu_cloud_down_and_corrupted_link(firmware_elf, signal_raw, host_edge)
     assert dev_link["bad_crc"] + dev_link["garbage_bytes"] + dev_link["rx_overflows"] >= 1
     # lost blocks were recovered (NACK, resend; the dropped ones count as stale), none zero-filled
     assert dev_link["missing_blocks"] == 0 and dev_link["stale_blocks"] >= 1
+    assert summary["link_recovery"]["nacks"] >= 1 and summary["link_recovery"]["resent_blocks"] >= 1
     assert dev_link["cloud_answers"] == 0
     assert {r.final_source for r in rows} <= {"edge", "timeout"}
     for r in rows:  # exactly the host's labels, as on a clean link

@@ -327,11 +327,20 @@ class Monitor:
     # -- results
     def summary(self, elapsed_s: float) -> dict[str, Any]:
         """The night's summary (see :func:`host_tools.device.monitor_summary.summarize`)."""
-        return summarize(self.table, first_epoch=self.first, elapsed_s=elapsed_s, hello=self.hello,
-                         escalation=self.bridge.stats() if self.bridge is not None else None,
-                         link_host=self.link.counters, link_device=self.conn.last_status,
-                         device_errors=self.conn.device_errors, resets=self.resets,
-                         flow_stalls=self.flow_stalls)
+        summary = summarize(self.table, first_epoch=self.first, elapsed_s=elapsed_s, hello=self.hello,
+                            escalation=self.bridge.stats() if self.bridge is not None else None,
+                            link_host=self.link.counters, link_device=self.conn.last_status,
+                            device_errors=self.conn.device_errors, resets=self.resets,
+                            flow_stalls=self.flow_stalls)
+        # Signal quality and lost-block recovery (docs/signal-quality.md, docs/protocol.md 3.1).
+        artefacts: dict[str, int] = {}
+        for r in self.table:
+            if r.final_source == "artefact":
+                artefacts[r.quality] = artefacts.get(r.quality, 0) + 1
+        summary["artefacts"] = artefacts
+        summary["link_recovery"] = {"nacks": self.rewinder.nacks, "resent_blocks": self.rewinder.resent_blocks,
+                                    "tail_resends": self.tail_resends}
+        return summary
 
 
 def run_monitor(opts: MonitorOptions, view: LiveView | None = None) -> tuple[list[EpochRow], dict[str, Any]]:
