@@ -195,3 +195,26 @@ def test_monitor_table_and_hypnogram_carry_the_artefact(tmp_path):
     write_hypnogram_edf(path, rows, dt.datetime(2020, 1, 1, 22, 0))
     ann = edf_io.read_hypnogram(path)
     assert list(ann.description) == ["Sleep stage 2", "Artefact: flat", "Sleep stage 2"]
+
+
+def test_prepare_refuses_an_empty_range(tmp_path, capsys):
+    """`sleepedge data prepare` stops with one line naming the PSG whose header range is empty."""
+    import datetime as dt
+
+    from host_tools.cli import main
+    from host_tools.data import edf_io
+
+    src = tmp_path / "in"
+    src.mkdir()
+    psg = src / "SC4991E0-PSG.edf"
+    write_night(psg, np.concatenate([eeg(np.random.default_rng(k), 20.0) for k in range(4)]).astype(np.float64)
+                * C.SAMPLE_UV_PER_LSB)
+    edf_io.write_hypnogram(src / "SC4991EC-Hypnogram.edf", [0], [120], ["Sleep stage 2"],
+                           dt.datetime(2020, 1, 1, 22, 0))
+    b = bytearray(psg.read_bytes())
+    ns = int(b[252:256])
+    b[256 + ns * 112: 256 + ns * 120] = b[256 + ns * 104: 256 + ns * 112]  # physical max := min
+    psg.write_bytes(bytes(b))
+    assert main(["data", "prepare", "--in", str(src), "--out", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "SC4991E0-PSG.edf" in err and "empty range" in err and "Traceback" not in err
