@@ -122,16 +122,24 @@ def test_device_reset_mid_stream_reports_gap(recording, drop: bool) -> None:
         rows, summary = run_monitor(MonitorOptions(port=dev.url, signal=sig, n_epochs=N, threshold=0.0,
                                                    timeout_ms=300, speed=300.0))
     assert [r.epoch for r in rows] == list(range(N))
-    assert summary["gap_epochs"] == [5]
-    assert rows[5].final_source == "gap" and rows[5].final_stage is None
     (reset,) = summary["resets"]
-    assert reset["resumed_epoch"] == 6 and reset["reconnected"] == drop
+    # The host resumes at the epoch boundary after it noticed the reset: at once (epoch 6), or on
+    # a loaded machine a few blocks later (a TCP close or a HELLO can take a while to read).
+    k = reset["resumed_epoch"]
+    assert 6 <= k <= 8 and reset["reconnected"] == drop
+    gap = summary["gap_epochs"]
+    assert gap[0] == 5 and gap == list(range(5, gap[-1] + 1)) and gap[-1] < k
+    assert all(rows[e].final_source == "gap" and rows[e].final_stage is None for e in gap)
     assert dev.boots == 2
+    # The rebooted device filters from rest from the first epoch boundary it got after the reboot:
+    # epoch 6 when the host kept streaming into it, the resume epoch when the port dropped.
+    synced = gap[-1] + 1
     before = edge_reference(sig, 0, 5, threshold=0.0)
-    after = edge_reference(sig, 6, N - 6, threshold=0.0)  # the rebooted device filters from rest
+    after = edge_reference(sig, synced, N - synced, threshold=0.0)
     assert [r.final_stage for r in rows[:5]] == [x[1] for x in before]
-    assert [r.final_stage for r in rows[6:]] == [x[1] for x in after]
-    assert all(r.final_source == "edge" for r in rows if r.epoch != 5)
+    assert [r.final_stage for r in rows[synced:]] == [x[1] for x in after]
+    assert all(r.final_source == "edge" for r in rows if r.epoch not in gap)
+    assert summary["flow_stalls"] == 0  # the gap epochs do not hold up flow control
     # The CONFIG sent again after the reset took effect: nothing escalated.
     assert summary["device"]["timeout_ms"] == 300
 

@@ -8,9 +8,11 @@
    device's recent outputs; ``models/source`` where there is no ``cloud/``) as a separate process
    on 127.0.0.1 with a random token;
 4. boot the emulated board (QEMU) and run the monitor with the in-process proxy, live view on;
-5. write results.csv, summary.json, the hypnogram PNG and EDF+, and the streamed recording as
-   ``*-PSG.edf`` (so ``sleepedge predict`` on it reproduces the device's edge labels epoch for
-   epoch: the device numbers epochs from the start of that file), and print the summary.
+5. write results.csv (as the night goes), summary.json, report.md (the night's sleep statistics),
+   the hypnogram PNG and EDF+ (at the end, or at Ctrl-C with what was completed), and the
+   streamed recording as ``*-PSG.edf`` (so ``sleepedge predict`` on it reproduces the device's
+   edge labels epoch for epoch: the device numbers epochs from the start of that file), and print
+   the summary and the night's report.
 
 Run it as ``python -m host_tools.demo --out DIR [--epochs N] [--edf F --hypno F]``.
 """
@@ -155,9 +157,8 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     """Run the demo; returns the summary (also written to ``out/summary.json``)."""
     from host_tools.device.emulator import QemuDevice, build_firmware
     from host_tools.device.live_view import LiveView
-    from host_tools.device.monitor import MonitorOptions, expert_labels, run_monitor, sleep_period
-    from host_tools.device.monitor_outputs import write_outputs
-    from host_tools.device.monitor_summary import format_summary
+    from host_tools.device.monitor import MonitorOptions, expert_labels, sleep_period
+    from host_tools.device.night_folder import NightFolder, run_night
 
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -191,6 +192,11 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
     token = secrets.token_urlsafe(24)
     cloud_dir = models / "cloud" if (models / "cloud").is_dir() else models / "source"
     cloud = CloudProcess(cloud_dir, token, out / "cloud.log")
+    recording = {"psg": str(copy), "source_psg": str(psg), "hypnogram": str(hyp),
+                 "first_epoch_in_source": first, "origin": origin}
+    # results.csv grows as the night goes; the rest is written at the end, or at Ctrl-C.
+    folder = NightFolder(out, [], name=copy.name.removesuffix("-PSG.edf"), start=copy_start, print_paths=False,
+                         extra=lambda: {"recording": recording, "demo_wall_s": round(time.monotonic() - t0, 1)})
     try:
         _say("starting the cloud service ...")
         model_name = cloud.wait_ready()
@@ -200,17 +206,12 @@ def run_demo(out: Path, epochs: int | None = None, edf: Path | None = None, hypn
             opts = MonitorOptions(port=dev.url, signal=signal, cloud=cloud.url, token=token, expert=expert,
                                   title=f"SleepEdge demo: {copy.name}", device_id="qemu-netduinoplus2",
                                   threshold=threshold)
-            rows, summary = run_monitor(opts, LiveView(plain=plain))
+            print()
+            summary = run_night(opts, LiveView(plain=plain), folder)
     finally:
         cloud.stop()
-    summary["recording"] = {"psg": str(copy), "source_psg": str(psg), "hypnogram": str(hyp),
-                            "first_epoch_in_source": first, "origin": origin}
-    summary["demo_wall_s"] = round(time.monotonic() - t0, 1)
-    paths = write_outputs(out, rows, summary, name=copy.name.removesuffix("-PSG.edf"), start=copy_start)
-    print()
-    print(format_summary(summary))
-    _say(f"wrote {', '.join(p.name for p in paths.values())} and {copy.name} to {out}  "
-         f"(total {summary['demo_wall_s']:.0f} s)")
+    _say(f"wrote results.csv, summary.json, report.md, {copy.name.removesuffix('-PSG.edf')}-Hypnogram.edf, "
+         f"hypnogram.png and {copy.name} to {out}  (total {summary['demo_wall_s']:.0f} s)")
     _say(f"check: sleepedge predict --model {shown_path(models / 'edge')} --in {copy} --out {out / 'predict.csv'}")
     return summary
 
@@ -233,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None and args.epochs < 1:
         print("demo: error: --epochs must be >= 1", file=sys.stderr)
         return 2
+    from host_tools.device.night_folder import Terminated
+
     try:
         run_demo(args.out, args.epochs, args.edf, args.hypno, args.models, plain=True if args.plain else None,
                  threshold=args.threshold)
@@ -242,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("demo: terminated", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -7,7 +7,7 @@ reader thread (frames) and from the streaming thread (gaps, the end of the night
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -72,6 +72,7 @@ class EpochTable:
         self.first = first
         self.rows: dict[int, EpochRow] = {e: EpochRow(e) for e in range(first, first + n)}
         self.reported_upto = first - 1  #: highest epoch the device said anything about
+        self.next_unsaved = first  #: rows before this one were handed out by take_done
         if expert is not None:
             for e, row in self.rows.items():
                 if e < len(expert) and expert[e] >= 0:
@@ -126,14 +127,31 @@ class EpochTable:
                 if r.final_source is None and (before is None or e < before)]
 
     def close(self, epochs: list[int], source: str) -> list[EpochRow]:
-        """Give ``epochs`` (still open) the final source ``source`` (gap, lost) and no stage."""
+        """Give ``epochs`` (still open) the final source ``source`` (gap, lost) and no stage.
+        They count as reported: flow control must not wait for epochs the device will never
+        report (those before a reset)."""
         closed = []
         for e in epochs:
             row = self.rows[e]
             if row.final_source is None:
                 row.final_source = source
                 closed.append(row)
+                self.reported_upto = max(self.reported_upto, e)
         return closed
 
     def all_final(self) -> bool:
         return all(r.final_source for r in self.rows.values())
+
+    # -- saving as the night goes
+    def take_done(self) -> list[EpochRow]:
+        """Copies of the completed rows not handed out yet, in epoch order, up to the first
+        epoch still open (so what was handed out is always a gap-free prefix of the night)."""
+        done = []
+        while (row := self.rows.get(self.next_unsaved)) is not None and row.final_source is not None:
+            done.append(replace(row))
+            self.next_unsaved += 1
+        return done
+
+    def saved_rows(self) -> list[EpochRow]:
+        """The rows :meth:`take_done` handed out (as they are now: a late cloud answer included)."""
+        return [self.rows[e] for e in range(self.first, self.next_unsaved)]

@@ -16,7 +16,9 @@ and marks the epochs that got no FINAL as a "gap". Every streamed epoch ends wit
 The pieces: :mod:`host_tools.device.epoch_table` (the rows and how frames fill them in),
 :mod:`host_tools.device.connection` (handshake, reset detection, reconnect), this module's
 :class:`Monitor` (dispatching frames, the streaming loop, the end of the night),
-:mod:`host_tools.device.monitor_summary` and :mod:`host_tools.device.monitor_outputs`.
+:mod:`host_tools.device.monitor_summary`, :mod:`host_tools.device.night_report` (sleep
+statistics), :mod:`host_tools.device.monitor_outputs` (the files) and
+:mod:`host_tools.device.night_folder` (``--out``: durable, ``--resume``, early stops).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import argparse
 import datetime as dt
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,8 +41,10 @@ from host_tools.device import protocol as P
 from host_tools.device.connection import DeviceConnection, ResetEvent
 from host_tools.device.epoch_table import SOURCE_GAP, SOURCE_LOST, EpochRow, EpochTable
 from host_tools.device.live_view import LiveView, ViewState
-from host_tools.device.monitor_outputs import write_outputs
+from host_tools.device.monitor_outputs import previous_night
 from host_tools.device.monitor_summary import format_summary, summarize
+from host_tools.device.night_folder import NightFolder, Terminated, run_night
+from host_tools.device.night_report import format_report, night_statistics
 from host_tools.errors import SleepEdgeError
 
 BPE = C.BLOCKS_PER_EPOCH
@@ -88,10 +93,14 @@ class Monitor:
     """Runs one session: see :func:`run_monitor`.
 
     ``rows`` (epoch -> :class:`EpochRow`) and ``cond`` (held while frames update them) are public.
+    ``on_done`` is called from the streaming thread (so its errors stop the night) with each
+    completed epoch's row, in epoch order, up to the first epoch still waiting for its FINAL.
     """
 
-    def __init__(self, opts: MonitorOptions, view: LiveView | None = None) -> None:
+    def __init__(self, opts: MonitorOptions, view: LiveView | None = None,
+                 on_done: Callable[[list[EpochRow]], None] | None = None) -> None:
         self.o = opts
+        self.on_done = on_done  #: gets each completed epoch once, in order (results.csv)
         self.first, self.n = _epoch_range(opts)
         self.table = EpochTable(self.first, self.n, opts.expert)
         self.rows = self.table.rows
@@ -214,15 +223,27 @@ class Monitor:
     # -- the session
     def run(self) -> dict[str, Any]:
         """Stream, collect, and return the summary (rows are in ``self.rows``)."""
-        t0 = time.monotonic()
-        self._start()
+        self.t0 = time.monotonic()
         try:
+            self._start()
             with self.view:
-                self._stream(t0)
-                self._drain(t0)
-        finally:
-            self._stop()
-        return self.summary(time.monotonic() - t0)
+                self._stream(self.t0)
+                self._drain(self.t0)
+        except BaseException:
+            self._stop(wait_s=0.0)  # Ctrl-C, SIGTERM, the device lost: do not wait for the cloud
+            raise
+        self._stop()
+        self.save_done()
+        return self.summary(time.monotonic() - self.t0)
+
+    def save_done(self) -> None:
+        """Hand the newly completed rows to ``on_done``."""
+        if self.on_done is None:
+            return
+        with self.cond:
+            done = self.table.take_done()
+        if done:
+            self.on_done(done)
 
     def _start(self) -> None:
         """Connect to the device, and start the escalation proxy when there is a cloud."""
@@ -240,9 +261,9 @@ class Monitor:
         self.state.device = (f"{self.o.port}  firmware {self.hello.fw_version}  model {self.hello.model_hash:08x}"
                              if self.hello else self.o.port)
 
-    def _stop(self) -> None:
+    def _stop(self, wait_s: float = 10.0) -> None:
         if self.bridge is not None:
-            self.bridge.wait_idle(10.0)
+            self.bridge.wait_idle(wait_s)
             self.bridge.close()
         if self.client is not None:
             self.client.close()
@@ -273,6 +294,7 @@ class Monitor:
             if not self.conn.send(P.SamplesArq(block, chunk)):
                 continue
             block += 1
+            self.save_done()
             self._refresh_view(t0, block)
             if block == end_block:
                 block = self._tail_resend(end_block)
@@ -310,6 +332,7 @@ class Monitor:
         while time.monotonic() < deadline:
             if self.conn.wait(lambda: self.table.all_final() or self.conn.lost, 0.2):
                 break
+            self.save_done()
             self._refresh_view(t0, end_block)
         if self.conn.lost:
             # The device went away during the tail: what it did not finish is a gap.
@@ -325,16 +348,18 @@ class Monitor:
         self._refresh_view(t0, end_block, force=True)
 
     # -- results
-    def summary(self, elapsed_s: float) -> dict[str, Any]:
-        """The night's summary (see :func:`host_tools.device.monitor_summary.summarize`)."""
-        summary = summarize(self.table, first_epoch=self.first, elapsed_s=elapsed_s, hello=self.hello,
-                            escalation=self.bridge.stats() if self.bridge is not None else None,
-                            link_host=self.link.counters, link_device=self.conn.last_status,
-                            device_errors=self.conn.device_errors, resets=self.resets,
-                            flow_stalls=self.flow_stalls)
-        # Signal quality and lost-block recovery (docs/signal-quality.md, docs/protocol.md 3.1).
+    def summary(self, elapsed_s: float, rows: list[EpochRow] | None = None) -> dict[str, Any]:
+        """The night's summary (see :func:`host_tools.device.monitor_summary.summarize`) of
+        ``rows`` (default: every streamed epoch), with the artefacts by reason and the
+        lost-block recovery counters (docs/signal-quality.md, docs/protocol.md 3.1)."""
+        rows = list(self.table) if rows is None else rows
+        summary = summarize(rows, first_epoch=self.first, elapsed_s=elapsed_s,
+                            hello=self.hello, escalation=self.bridge.stats() if self.bridge is not None else None,
+                            link_host=self.link.counters if self.link is not None else None,
+                            link_device=self.conn.last_status, device_errors=self.conn.device_errors,
+                            resets=self.resets, flow_stalls=self.flow_stalls)
         artefacts: dict[str, int] = {}
-        for r in self.table:
+        for r in rows:
             if r.final_source == "artefact":
                 artefacts[r.quality] = artefacts.get(r.quality, 0) + 1
         summary["artefacts"] = artefacts
@@ -428,29 +453,71 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="send CONFIG: escalation threshold")
     parser.add_argument("--timeout-ms", type=int, default=None, help="send CONFIG: escalation timeout")
     parser.add_argument("--baud", type=int, default=115200, help="baud rate of real serial ports")
-    parser.add_argument("--out", default=None, help="write results.csv, summary.json, hypnogram EDF+ and PNG here")
+    parser.add_argument("--reconnect-s", type=float, default=30.0,
+                        help="how long to wait for a device that dropped off the port (default: 30)")
+    parser.add_argument("--out", default=None,
+                        help="write results.csv (as the night goes), summary.json, report.md, hypnogram EDF+ and PNG")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the night in --out from the last epoch of its results.csv")
+    parser.add_argument("--force", action="store_true", help="overwrite the results.csv in --out")
     parser.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
 
 
-def run(args: argparse.Namespace) -> int:
-    token = args.token or os.environ.get("SLEEPEDGE_CLOUD_TOKEN")
+def _check_args(args: argparse.Namespace, token: str | None) -> None:
     if args.cloud and not token:
         raise SleepEdgeError("--cloud needs --token (or $SLEEPEDGE_CLOUD_TOKEN)")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise SleepEdgeError(f"--threshold {args.threshold}: must be within [0, 1]")
     if args.timeout_ms is not None and not 1 <= args.timeout_ms <= 3_600_000:
         raise SleepEdgeError(f"--timeout-ms {args.timeout_ms}: must be within 1..3600000")
-    signal, start = load_recording(args.edf, args.channel)
-    n_total = len(signal) // C.EPOCH_SAMPLES
+    if (args.resume or args.force) and not args.out:
+        raise SleepEdgeError(f"{'--resume' if args.resume else '--force'} needs --out (the night's folder)")
+    if args.resume and args.force:
+        raise SleepEdgeError("--resume continues the night in --out, --force overwrites it: choose one")
+
+
+def _resume_range(previous: list[EpochRow], args: argparse.Namespace, n_total: int, csv_path: Path) -> tuple[int, int]:
+    """(first epoch, epochs) still to stream of the night ``--start-epoch``/``--epochs`` whose
+    first rows are ``previous``."""
+    if previous[0].epoch != args.start_epoch:
+        raise SleepEdgeError(f"{csv_path}: the night there starts at epoch {previous[0].epoch}, not at "
+                             f"--start-epoch {args.start_epoch}: give the same --start-epoch/--epochs to resume it")
+    end = n_total if args.epochs is None else min(n_total, args.start_epoch + args.epochs)
+    return previous[-1].epoch + 1, end - previous[-1].epoch - 1
+
+
+def run(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("SLEEPEDGE_CLOUD_TOKEN")
+    _check_args(args, token)
+    signal_i16, start = load_recording(args.edf, args.channel)
+    n_total = len(signal_i16) // C.EPOCH_SAMPLES
     expert = expert_labels(args.hypno, n_total, start) if args.hypno else None
-    opts = MonitorOptions(port=args.port, signal=signal, start_epoch=args.start_epoch, n_epochs=args.epochs,
+    out = Path(args.out) if args.out else None
+    previous = previous_night(out, resume=args.resume, force=args.force) if out else []
+    first, n = args.start_epoch, args.epochs
+    if previous:
+        first, n = _resume_range(previous, args, n_total, out / "results.csv")  # type: ignore[operator]
+        print(f"resuming the night in {out} at epoch {first} ({len(previous)} epochs done)")
+    name = Path(args.edf).name.removesuffix("-PSG.edf").removesuffix(".edf")
+    night = NightFolder(out, previous, name=name, start=start) if out else None
+    if previous and n <= 0:
+        print(f"{out}: the night is complete; nothing left to stream")
+        night.finish(None, complete=True)  # type: ignore[union-attr]
+        return 0
+    opts = MonitorOptions(port=args.port, signal=signal_i16, start_epoch=first, n_epochs=n,
                           speed=args.speed, cloud=args.cloud, token=token, threshold=args.threshold,
                           timeout_ms=args.timeout_ms, expert=expert, baudrate=args.baud,
-                          title=f"SleepEdge monitor: {Path(args.edf).name}")
-    rows, summary = run_monitor(opts, LiveView(plain=True if args.plain else None))
-    if args.out:
-        name = Path(args.edf).name.removesuffix("-PSG.edf").removesuffix(".edf")
-        paths = write_outputs(args.out, rows, summary, name=name, start=start)
-        print(f"wrote {', '.join(str(p) for p in paths.values())}")
-    print(format_summary(summary))
+                          reconnect_timeout_s=args.reconnect_s, title=f"SleepEdge monitor: {Path(args.edf).name}")
+    view = LiveView(plain=True if args.plain else None)
+    if night is None:
+        rows, summary = run_monitor(opts, view)
+        print(format_summary(summary))
+        print()
+        print(format_report(night_statistics([r.final_stage for r in rows], [r.final_source for r in rows])))
+        return 0
+    try:
+        run_night(opts, view, night)
+    except Terminated:
+        print("sleepedge: terminated", file=sys.stderr)
+        return 143
     return 0

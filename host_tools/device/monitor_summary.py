@@ -10,6 +10,7 @@ import numpy as np
 from host_tools.device import protocol as P
 from host_tools.device.connection import ResetEvent
 from host_tools.device.epoch_table import SOURCE_GAP, SOURCE_LOST, EpochRow
+from host_tools.device.night_report import format_report, night_statistics
 
 
 def _score(pairs: list[tuple[int, int]]) -> dict[str, Any] | None:
@@ -43,7 +44,7 @@ def summarize(rows: Iterable[EpochRow], *, first_epoch: int, elapsed_s: float, h
         sources[r.final_source or SOURCE_LOST] = sources.get(r.final_source or SOURCE_LOST, 0) + 1
     return {
         "epochs_streamed": len(rows),
-        "first_epoch": first_epoch,
+        "first_epoch": rows[0].epoch if rows else first_epoch,
         "elapsed_s": round(elapsed_s, 2),
         "device": None if hello is None else {
             "fw_version": hello.fw_version, "model_hash": f"{hello.model_hash:08x}",
@@ -56,7 +57,7 @@ def summarize(rows: Iterable[EpochRow], *, first_epoch: int, elapsed_s: float, h
         "gap_epochs": [r.epoch for r in rows if r.final_source == SOURCE_GAP],
         "resets": [asdict(e) for e in resets],
         "escalation": escalation,
-        "link_host": asdict(link_host),
+        "link_host": None if link_host is None else asdict(link_host),
         "link_device": None if link_device is None else asdict(link_device),
         "device_errors": device_errors,
         "flow_stalls": flow_stalls,
@@ -85,3 +86,23 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("gap_epochs"):
         lines.append(f"gap (device reset): {len(summary['gap_epochs'])} epochs")
     return "\n".join(lines)
+
+
+def add_night_report(summary: dict[str, Any], rows: list[EpochRow], *, complete: bool = True,
+                     reason: str | None = None) -> str:
+    """Add ``complete``, ``reason`` and ``sleep_statistics`` (of the final hypnogram, see
+    :mod:`host_tools.device.night_report`) to ``summary``; return the report as Markdown."""
+    summary["complete"] = complete
+    summary["reason"] = reason
+    report = night_statistics([r.final_stage for r in rows], [r.final_source for r in rows])
+    expert = None
+    if any(r.expert_stage is not None for r in rows):
+        expert = night_statistics([r.expert_stage for r in rows],
+                                  ["expert" if r.expert_stage is not None else "unscored" for r in rows])
+    summary["sleep_statistics"] = report
+    summary["sleep_statistics_expert"] = expert
+    origin = (summary.get("recording") or {}).get("origin")
+    title = (f"Night report: epochs {rows[0].epoch}..{rows[-1].epoch} (device final labels)" if rows
+             else "Night report: no completed epochs")
+    return format_report({**report, "complete": complete, "reason": reason}, title=title, origin=origin,
+                         expert=expert)
