@@ -54,8 +54,29 @@ MAX_PENDING_ESCALATIONS: int = 4
 #: included: the cloud model's view of the night so far (host side only; 11 epochs = 5.5 min).
 CLOUD_HISTORY_EPOCHS: int = 11
 
+# --- signal-quality gate (docs/signal-quality.md) ----------------------------------------------
+#: Verdict per epoch, computed on the device and by the host reference (host_tools.data.quality)
+#: in integer arithmetic on the raw int16 transport samples. Index = code on the wire.
+QUALITY_VERDICTS: tuple[str, ...] = ("ok", "flat", "clipped", "amplitude", "mains")
+#: Flat: standard deviation below this. The lowest real 10th percentile of any stage is 6.28 uV
+#: (Fpz-Cz, N1; Sleep-EDF SC, raw signal): 1 uV is six times below it.
+QUALITY_FLAT_STD_UV: float = 1.0
+#: Implausible amplitude: standard deviation above this. The highest real 90th percentile of
+#: any stage is 40.7 uV (Fpz-Cz, W): 250 uV is six times above it.
+QUALITY_MAX_STD_UV: float = 250.0
+#: Clipped: at least this many samples (2 % of an epoch) on the int16 rails, or equal to the
+#: epoch's own minimum or maximum (an amplifier or EDF range that saturates below the rails).
+QUALITY_CLIP_MIN_SAMPLES: int = 60
+#: Mains-dominated: mean squared second difference above this many times the variance. The
+#: second difference has power gain 16 at 50 Hz (Nyquist at 100 Hz), 13.1 at 60 Hz (aliased to
+#: 40 Hz), 6 for white noise and < 1 for sleep EEG (real Hjorth statistics, docs).
+QUALITY_MAINS_RATIO: int = 9
+#: The same thresholds as exact integers on the 0.25-uV transport scale (variance in LSB^2).
+QUALITY_FLAT_VAR_LSB2: int = round((QUALITY_FLAT_STD_UV / SAMPLE_UV_PER_LSB) ** 2)
+QUALITY_MAX_VAR_LSB2: int = round((QUALITY_MAX_STD_UV / SAMPLE_UV_PER_LSB) ** 2)
+
 # --- serial protocol (docs/protocol.md) ----------------------------------------------------
-PROTOCOL_VERSION: int = 1
+PROTOCOL_VERSION: int = 2
 FIRMWARE_VERSION: str = "0.1.0"
 #: Frame types. Device -> host are < 0x10, host -> device are >= 0x10.
 FRAME_TYPES: dict[str, int] = {
@@ -66,12 +87,14 @@ FRAME_TYPES: dict[str, int] = {
     "STATUS": 0x05,
     "ERROR": 0x06,
     "PONG": 0x07,
+    "NACK": 0x08,
     "SAMPLES": 0x10,
     "CLOUD_LABEL": 0x11,
     "CONFIG": 0x12,
     "PING": 0x13,
+    "SAMPLES_ARQ": 0x14,
 }
 #: Where an epoch's final label came from (FINAL frame, results CSV).
-FINAL_SOURCES: tuple[str, ...] = ("edge", "cloud", "timeout", "incomplete")
+FINAL_SOURCES: tuple[str, ...] = ("edge", "cloud", "timeout", "incomplete", "artefact")
 #: Largest frame payload: ESCALATE carries a whole epoch of int16 samples plus its header.
 MAX_PAYLOAD_BYTES: int = 8 + 2 * EPOCH_SAMPLES

@@ -19,7 +19,7 @@ import pytest
 import scipy.signal
 
 from host_tools import constants as C
-from host_tools.data import filters
+from host_tools.data import filters, quality
 from host_tools.device import protocol as P
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def test_c_unit_tests(host_build, unit):
     assert m and int(m.group(1)) > 0, r.stdout
 
 
-def eeg_like_night(hours: float, seed: int) -> np.ndarray:
+def eeg_like_night(hours: float, seed: int, artefacts: int = 20) -> np.ndarray:
     """Synthetic int16 device samples: 1/f-ish background whose amplitude follows a stage cycle
     (per-stage std from the real Sleep-EDF statistics, median), slow electrode drift, and a few
     clipped movement artefacts that saturate the int16 range."""
@@ -59,7 +59,7 @@ def eeg_like_night(hours: float, seed: int) -> np.ndarray:
     pink = scipy.signal.lfilter([1.0], [1.0, -0.95], rng.standard_normal(n))
     uv = pink / pink.std() * amp
     uv += 300.0 * np.sin(2 * np.pi * np.arange(n) / (C.FS_HZ * 1800.0))  # drift
-    for start in rng.integers(0, n - 500, 20):  # movement artefacts
+    for start in rng.integers(0, n - 500, artefacts):  # movement artefacts
         uv[start:start + 300] += rng.choice([-1, 1]) * rng.uniform(2000, 20000)
     return filters.to_device_samples(uv)
 
@@ -122,7 +122,7 @@ class Script:
 
 def test_app_end_to_end_against_host_reference(host_build, tmp_path):
     n_epochs = 8
-    q = eeg_like_night(n_epochs * 30 / 3600, seed=12)
+    q = eeg_like_night(n_epochs * 30 / 3600, seed=12, artefacts=2)
     blocks = q.reshape(-1, C.SAMPLES_PER_BLOCK)
     missing = {70, 71}  # epoch 2 loses two blocks
     garbage = b"\x13\x37garbage"
@@ -152,7 +152,12 @@ def test_app_end_to_end_against_host_reference(host_build, tmp_path):
     esc_ref = np.clip(np.floor(y_ep * np.float32(4.0) + np.float32(0.5)), -32768, 32767).astype(np.int16)
     outs = [mock_derive(x_in[k]) for k in range(n_epochs)]
     conf = [np.float32(int(o.max()) - MOCK_OUT_ZP) * MOCK_OUT_SCALE for o in outs]
-    escalated = [k for k in range(n_epochs) if k != 2 and conf[k] < np.float32(C.DEFAULT_CONFIDENCE_THRESHOLD)]
+    # The quality gate on the raw samples: artefact epochs get no inference.
+    verdicts = quality.recording_verdicts(q)
+    artefacts = [k for k in range(n_epochs) if k != 2 and verdicts[k] != quality.OK]
+    assert 0 < len(artefacts) < 4, verdicts
+    complete = [k for k in range(n_epochs) if k != 2 and k not in artefacts]
+    escalated = [k for k in complete if conf[k] < np.float32(C.DEFAULT_CONFIDENCE_THRESHOLD)]
     assert escalated and len(escalated) < n_epochs - 1, "signal should give both kinds of epoch"
 
     # Answer the first escalation from the cloud, let the rest time out.
@@ -171,7 +176,6 @@ def test_app_end_to_end_against_host_reference(host_build, tmp_path):
 
     # Model inputs: bit-exact with filters.quantize_model_input, for every complete epoch.
     seen = np.fromfile(inputs_path, dtype=np.int8).reshape(-1, C.EPOCH_SAMPLES)
-    complete = [k for k in range(n_epochs) if k != 2]
     assert seen.shape[0] == len(complete)
     for row, k in zip(seen, complete):
         assert np.array_equal(row, x_in[k]), f"model input of epoch {k}"
@@ -182,6 +186,10 @@ def test_app_end_to_end_against_host_reference(host_build, tmp_path):
     assert sorted(results) == sorted(finals) == list(range(n_epochs))
     assert results[2].incomplete and results[2].stage == C.STAGE_UNKNOWN
     assert finals[2].source_name == "incomplete"
+    for k in artefacts:
+        assert results[k].artefact and results[k].quality == C.QUALITY_VERDICTS[verdicts[k]]
+        assert results[k].stage == C.STAGE_UNKNOWN and not results[k].escalated
+        assert finals[k].source_name == "artefact" and finals[k].stage == C.STAGE_UNKNOWN
     for k in complete:
         res = results[k]
         assert res.stage == int(np.argmax(outs[k])) and res.probs == tuple(int(v) for v in outs[k])
@@ -214,7 +222,7 @@ def test_fuzz_one_million_inputs(host_build):
     assert m and int(m.group(1)) >= 1_000_000, r.stdout
     print(r.stdout.strip())
     # The generator must actually reach the interesting states, not only reject noise.
-    for what in ("ESCALATE", "edge", "cloud", "timeout", "incomplete"):
+    for what in ("ESCALATE", "edge", "cloud", "timeout", "incomplete", "artefact", "NACK", "recovered"):
         count = int(re.search(rf"(\d+) {what}", r.stdout).group(1))
         assert count > 0, f"fuzz never produced {what}: {r.stdout}"
 
@@ -224,7 +232,7 @@ def test_core_cross_compiles_for_cortex_m4_without_heap(tmp_path):
     r = subprocess.run(["make", "-s", "-C", str(FW_TESTS), f"BUILD={tmp_path}", "arm-check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    for obj in ("arm_se_filter.o", "arm_se_protocol.o", "arm_se_app.o"):
+    for obj in ("arm_se_filter.o", "arm_se_protocol.o", "arm_se_quality.o", "arm_se_app.o"):
         nm = subprocess.run(["arm-none-eabi-nm", "-u", str(tmp_path / obj)], capture_output=True,
                             text=True, check=True)
         undefined = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}

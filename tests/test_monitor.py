@@ -53,7 +53,7 @@ def test_cli_writes_all_outputs(recording, tmp_path: Path, capsys) -> None:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == list(range(1, N + 1))
     assert list(rows[0]) == ["epoch", "onset_s", "edge_stage", "edge_confidence", "escalated", "cloud_stage",
-                             "final_stage", "final_source", "expert_stage"]
+                             "final_stage", "final_source", "expert_stage", "quality"]
     for r, (epoch, stage, conf, esc, _f) in zip(rows, ref):
         assert int(r["onset_s"]) == 30 * epoch
         assert r["edge_stage"] == C.STAGES[stage] and int(r["escalated"]) == esc

@@ -114,6 +114,9 @@ def _messages() -> list:
         P.Error(P.ERR_UNKNOWN_EPOCH, 77),
         P.Pong(0xCAFEF00D),
         P.Samples(30, blk),
+        P.SamplesArq(31, blk),
+        P.Nack(4_000_000_000, 3),
+        P.Result(8, C.STAGE_UNKNOWN, False, 2 << P.QUALITY_SHIFT, (0, 0, 0, 0, 0), 0.0),
         P.CloudLabel(12, 3),
         P.Config(np.float32(0.75).item(), 2500),
         P.Ping(1),
@@ -181,7 +184,26 @@ def test_decode_message_rejects_bad_payloads():
 
 def test_error_describe_and_final_source_names():
     assert "not pending" in P.Error(P.ERR_UNKNOWN_EPOCH, 5).describe()
-    assert [P.Final(0, 0, s).source_name for s in range(4)] == list(C.FINAL_SOURCES)
+    assert [P.Final(0, 0, s).source_name for s in range(5)] == list(C.FINAL_SOURCES)
+    assert P.Final(0, 0, 9).source_name == "?9"
+
+
+def test_result_quality_verdict_in_flags():
+    for code, name in enumerate(C.QUALITY_VERDICTS):
+        r = P.Result(3, C.STAGE_UNKNOWN if code else 1, False, code << P.QUALITY_SHIFT, (0,) * 5, 0.0)
+        assert r.quality == name and r.artefact == (code != 0) and not r.incomplete
+    assert P.Result(3, 1, False, P.FLAG_INCOMPLETE, (0,) * 5, 0.0).quality == "ok"
+
+
+def test_rewinder_goes_back_to_the_earliest_nacked_block():
+    rw = P.Rewinder()
+    assert rw.next_block(10) == 10
+    rw.on_nack(P.Nack(7, 2))
+    rw.on_nack(P.Nack(8, 1))
+    assert rw.next_block(12) == 7 and rw.resent_blocks == 5 and rw.nacks == 2
+    assert rw.next_block(8) == 8  # consumed
+    rw.on_nack(P.Nack(20, 1))  # ahead of the send position: nothing to resend
+    assert rw.next_block(15) == 15 and rw.resent_blocks == 5
 
 
 # --- FrameDecoder: streaming and corruption --------------------------------------------------
@@ -327,6 +349,7 @@ def test_c_and_python_constants_agree(frame_tool):
     assert c["FLAG_INCOMPLETE"] == P.FLAG_INCOMPLETE and c["FLAG_MODEL_ERROR"] == P.FLAG_MODEL_ERROR
     assert c["RX_MAX_PAYLOAD"] == P.DEVICE_RX_MAX_PAYLOAD
     assert c["STATUS_FIELDS"] == len(P.STATUS_FIELDS)
+    assert c["QUALITY_SHIFT"] == P.QUALITY_SHIFT and c["QUALITY_MASK"] == P.QUALITY_MASK
     # The CONFIG limits the Python builder enforces are the device's.
     P.config_payload(0.5, c["MAX_TIMEOUT_MS"])
     P.config_payload(0.5, c["MIN_TIMEOUT_MS"])

@@ -154,6 +154,14 @@ static void send_escalate(se_app_t *app, uint32_t epoch)
     app->st.escalations++;
 }
 
+static void send_nack(se_app_t *app, uint32_t first_block, uint32_t count)
+{
+    uint8_t p[6];
+    se_wr_u32(&p[0], first_block);
+    se_wr_u16(&p[4], (uint16_t)(count > 0xFFFFu ? 0xFFFFu : count));
+    tx_frame(app, SE_FRAME_NACK, p, sizeof p);
+}
+
 static void send_status(se_app_t *app)
 {
     const se_app_status_t st = se_app_status(app);
@@ -230,6 +238,15 @@ static void close_epoch_without_label(se_app_t *app, uint32_t epoch, uint8_t fla
     send_final(app, epoch, SE_STAGE_UNKNOWN, SE_SOURCE_INCOMPLETE);
 }
 
+/* A bad-signal epoch: no inference, no escalation, the verdict in RESULT flags bits 2-4. */
+static void close_epoch_artefact(se_app_t *app, uint32_t epoch, uint8_t verdict)
+{
+    static const int8_t zeros[SE_N_CLASSES] = {0};
+    const uint8_t flags = (uint8_t)((verdict << SE_RESULT_QUALITY_SHIFT) & SE_RESULT_QUALITY_MASK);
+    send_result(app, epoch, SE_STAGE_UNKNOWN, false, flags, zeros, 0.0f);
+    send_final(app, epoch, SE_STAGE_UNKNOWN, SE_SOURCE_ARTEFACT);
+}
+
 static void epoch_closed(se_app_t *app)
 {
     app->st.epochs++;
@@ -277,6 +294,8 @@ static void run_ready(se_app_t *app)
     app->ready = false;
     if (app->ready_incomplete) {
         close_epoch_without_label(app, app->ready_epoch, SE_RESULT_FLAG_INCOMPLETE);
+    } else if (app->ready_quality != SE_QUALITY_OK) {
+        close_epoch_artefact(app, app->ready_epoch, app->ready_quality);
     } else if (!app->model_ok) {
         close_epoch_without_label(app, app->ready_epoch, SE_RESULT_FLAG_MODEL_ERROR);
     } else {
@@ -293,6 +312,7 @@ static void accept_block(se_app_t *app, const uint8_t *q_le)
         run_ready(app);
         app->cur_incomplete = false;
         app->cur_filter_cycles = 0;
+        se_quality_reset(&app->quality);
     }
     const uint32_t t0 = cycles(app);
     if (q_le == NULL) {
@@ -305,6 +325,7 @@ static void accept_block(se_app_t *app, const uint8_t *q_le)
         const size_t base = (size_t)pos * SE_SAMPLES_PER_BLOCK;
         for (size_t i = 0; i < SE_SAMPLES_PER_BLOCK; ++i) {
             const int16_t q = (int16_t)se_rd_u16(&q_le[2 * i]);
+            se_quality_push(&app->quality, q);
             const float y = se_filter_step(&app->filter, (float)q * SE_SAMPLE_UV_PER_LSB);
             app->epoch_q[base + i] = quantize_transport(y);
             app->model_in[base + i] = quantize_input(y, app->in_inv_scale, app->in_zp);
@@ -316,14 +337,38 @@ static void accept_block(se_app_t *app, const uint8_t *q_le)
         app->ready = true;
         app->ready_epoch = (app->next_block - 1u) / SE_BLOCKS_PER_EPOCH;
         app->ready_incomplete = app->cur_incomplete;
+        app->ready_quality = se_quality_verdict(&app->quality);
         app->ready_filter_cycles = app->cur_filter_cycles;
     }
 }
 
-static void on_samples(se_app_t *app, uint32_t block, const uint8_t *q_le)
+/* SAMPLES_ARQ gap: true if the block is dropped while the missing one is asked for again. */
+static bool arq_hold(se_app_t *app, uint32_t block)
+{
+    if (!app->arq_waiting) {
+        app->arq_waiting = true;
+        app->arq_drops = 0;
+    }
+    if (app->arq_drops >= SE_APP_ARQ_MAX_DROPS) {
+        app->arq_waiting = false; /* the host does not resend: zero-fill as for SAMPLES */
+        return false;
+    }
+    if (app->arq_drops % SE_APP_NACK_EVERY_BLOCKS == 0u) {
+        send_nack(app, app->next_block, block - app->next_block);
+    }
+    app->arq_drops++;
+    app->st.stale_blocks++;
+    return true;
+}
+
+static void on_samples(se_app_t *app, uint32_t block, const uint8_t *q_le, bool arq)
 {
     if (!app->synced) {
         if (block % SE_BLOCKS_PER_EPOCH != 0u) {
+            /* SAMPLES_ARQ: the epoch's first block was lost; ask for the epoch from its start. */
+            if (arq && app->presync_blocks % SE_APP_NACK_EVERY_BLOCKS == 0u) {
+                send_nack(app, block - block % SE_BLOCKS_PER_EPOCH, block % SE_BLOCKS_PER_EPOCH);
+            }
             app->presync_blocks++;
             return;
         }
@@ -336,6 +381,9 @@ static void on_samples(se_app_t *app, uint32_t block, const uint8_t *q_le)
     }
     if (block > app->next_block) {
         const uint32_t gap = block - app->next_block;
+        if (arq && gap <= SE_APP_MAX_ZERO_FILL_BLOCKS && arq_hold(app, block)) {
+            return;
+        }
         app->st.missing_blocks = sat_add(app->st.missing_blocks, gap);
         if (gap <= SE_APP_MAX_ZERO_FILL_BLOCKS) {
             while (app->next_block < block) {
@@ -353,9 +401,11 @@ static void on_samples(se_app_t *app, uint32_t block, const uint8_t *q_le)
             se_filter_reset(&app->filter);
             app->cur_incomplete = (block % SE_BLOCKS_PER_EPOCH) != 0u;
             app->cur_filter_cycles = 0;
+            se_quality_reset(&app->quality);
             app->next_block = block;
         }
     }
+    app->arq_waiting = false;
     accept_block(app, q_le);
 }
 
@@ -375,12 +425,13 @@ static void handle_frame(se_app_t *app, const se_frame_t *f)
     const uint8_t *p = f->payload;
     switch (f->type) {
     case SE_FRAME_SAMPLES:
+    case SE_FRAME_SAMPLES_ARQ:
         if (need_len(app, f, SE_APP_RX_MAX_PAYLOAD)) {
             if (se_rd_u16(&p[4]) != SE_SAMPLES_PER_BLOCK) {
                 send_error(app, SE_ERR_BAD_LENGTH, ((uint32_t)f->type << 16) | f->len);
                 return;
             }
-            on_samples(app, se_rd_u32(&p[0]), &p[6]);
+            on_samples(app, se_rd_u32(&p[0]), &p[6], f->type == SE_FRAME_SAMPLES_ARQ);
         }
         break;
     case SE_FRAME_CLOUD_LABEL:

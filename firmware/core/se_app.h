@@ -17,6 +17,7 @@
 
 #include "se_filter.h"
 #include "se_protocol.h"
+#include "se_quality.h"
 #include "sleepedge_constants.h"
 
 #ifdef __cplusplus
@@ -42,6 +43,16 @@ typedef struct {
  * the device emit millions of frames).
  */
 #define SE_APP_MAX_ZERO_FILL_BLOCKS (10u * SE_BLOCKS_PER_EPOCH)
+/**
+ * SAMPLES_ARQ (the host resends on NACK): a forward jump of up to SE_APP_MAX_ZERO_FILL_BLOCKS
+ * is not zero-filled but NACKed; later blocks are dropped until the missing one arrives. A NACK
+ * is repeated every SE_APP_NACK_EVERY_BLOCKS dropped blocks (the first may be lost too; more
+ * than a host with a 2-epoch flow-control window has in flight, so a NACK the host is already
+ * answering is not repeated), and after SE_APP_ARQ_MAX_DROPS dropped blocks the device gives up
+ * and zero-fills as for SAMPLES.
+ */
+#define SE_APP_NACK_EVERY_BLOCKS (2u * SE_BLOCKS_PER_EPOCH)
+#define SE_APP_ARQ_MAX_DROPS (5u * SE_BLOCKS_PER_EPOCH)
 /** A STATUS frame follows every this many closed epochs. */
 #define SE_APP_STATUS_EVERY_EPOCHS 10u
 /** CONFIG limits (inclusive). */
@@ -59,7 +70,7 @@ typedef struct {
     uint32_t rx_frames;      /**< valid frames received */
     uint32_t bad_crc;
     uint32_t garbage_bytes;
-    uint32_t stale_blocks;   /**< SAMPLES blocks behind the expected index, dropped */
+    uint32_t stale_blocks;   /**< blocks behind the expected index, or ahead while waiting for a resend */
     uint32_t missing_blocks; /**< blocks skipped by forward jumps (saturating) */
     uint32_t filter_cycles_last_epoch; /**< filter + quantization, summed over the epoch's blocks */
     uint32_t infer_cycles_last_epoch;  /**< around se_model_run */
@@ -101,6 +112,9 @@ typedef struct {
     bool synced;          /**< a block index multiple of SE_BLOCKS_PER_EPOCH has been seen */
     uint32_t next_block;  /**< block index expected next */
     bool cur_incomplete;  /**< the epoch being assembled has zero-filled blocks */
+    se_quality_t quality; /**< signal-quality sums of the epoch being assembled (raw samples) */
+    bool arq_waiting;     /**< a SAMPLES_ARQ gap was NACKed; waiting for block next_block */
+    uint32_t arq_drops;   /**< blocks dropped while waiting */
     uint32_t cur_filter_cycles;
     int16_t epoch_q[SE_EPOCH_SAMPLES];    /**< filtered epoch at 0.25 uV for ESCALATE */
     int8_t model_in[SE_EPOCH_SAMPLES];    /**< quantized model input */
@@ -108,6 +122,7 @@ typedef struct {
     /* a complete epoch waiting for se_app_poll (run early if the next epoch starts first) */
     bool ready;
     bool ready_incomplete;
+    uint8_t ready_quality; /**< SE_QUALITY_* verdict of the ready epoch */
     uint32_t ready_epoch;
     uint32_t ready_filter_cycles;
 

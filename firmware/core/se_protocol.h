@@ -40,6 +40,9 @@ extern "C" {
 /* RESULT flags. */
 #define SE_RESULT_FLAG_INCOMPLETE 0x01u    /**< samples missing: no inference, stage 255 */
 #define SE_RESULT_FLAG_MODEL_ERROR 0x02u   /**< inference failed: stage 255 */
+/** Bits 2-4: the epoch's quality verdict (SE_QUALITY_*); non-zero = artefact, no inference. */
+#define SE_RESULT_QUALITY_SHIFT 2u
+#define SE_RESULT_QUALITY_MASK 0x1Cu
 
 /** CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor. */
 uint16_t se_crc16(const uint8_t *data, size_t n);

@@ -27,7 +27,7 @@
     { 1.0f, -2.0f, 1.0f, -1.98546183f, 0.985816002f }, \
 }
 
-#define SE_PROTOCOL_VERSION 1
+#define SE_PROTOCOL_VERSION 2
 #define SE_FIRMWARE_VERSION "0.1.0"
 #define SE_MAX_PAYLOAD_BYTES 6008
 
@@ -38,14 +38,28 @@
 #define SE_FRAME_STATUS 0x05
 #define SE_FRAME_ERROR 0x06
 #define SE_FRAME_PONG 0x07
+#define SE_FRAME_NACK 0x08
 #define SE_FRAME_SAMPLES 0x10
 #define SE_FRAME_CLOUD_LABEL 0x11
 #define SE_FRAME_CONFIG 0x12
 #define SE_FRAME_PING 0x13
+#define SE_FRAME_SAMPLES_ARQ 0x14
 
 #define SE_SOURCE_EDGE 0
 #define SE_SOURCE_CLOUD 1
 #define SE_SOURCE_TIMEOUT 2
 #define SE_SOURCE_INCOMPLETE 3
+#define SE_SOURCE_ARTEFACT 4
+
+/* Signal-quality gate (docs/signal-quality.md): verdict codes and integer thresholds. */
+#define SE_QUALITY_OK 0
+#define SE_QUALITY_FLAT 1
+#define SE_QUALITY_CLIPPED 2
+#define SE_QUALITY_AMPLITUDE 3
+#define SE_QUALITY_MAINS 4
+#define SE_QUALITY_FLAT_VAR_LSB2 16u
+#define SE_QUALITY_MAX_VAR_LSB2 1000000u
+#define SE_QUALITY_CLIP_MIN_SAMPLES 60u
+#define SE_QUALITY_MAINS_RATIO 9u
 
 #endif /* SLEEPEDGE_CONSTANTS_H */

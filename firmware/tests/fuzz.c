@@ -3,7 +3,13 @@
  *   - no crash, no undefined behaviour (the sanitizers abort on the first report);
  *   - a frame the parser delivers lies inside the parser's buffer;
  *   - everything the device writes parses back as valid frames (no garbage, no bad CRC);
- *   - the pending escalation table never exceeds SE_MAX_PENDING_ESCALATIONS.
+ *   - the pending escalation table never exceeds SE_MAX_PENDING_ESCALATIONS;
+ *   - a NACK names the block the device waits for (or, before it has synchronised, the start of
+ *     an epoch), and while it waits for that block the device accepts no other (SAMPLES_ARQ
+ *     recovery, docs/protocol.md).
+ * In some boot periods the generator sends SAMPLES_ARQ and plays a host that goes back to the
+ * NACKed block (usually; sometimes it ignores the NACK, so the give-up path runs too). Epochs
+ * are drawn from EEG-like, loud, flat and mains-like signals so the quality gate fires.
  *   fuzz [N_INPUTS] [SEED]     prints "fuzz: N inputs ..." on success. */
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +46,9 @@ static uint8_t g_out_buf[SE_FRAME_MAX_ENCODED(SE_MAX_PAYLOAD_BYTES)];
 static unsigned long long g_out_frames;
 static unsigned long long g_out_types[256];
 static unsigned long long g_final_sources[256];
+static unsigned long long g_recovered; /* waits ended by the NACKed block itself */
+static int g_nack_seen;          /* a NACK arrived since the generator last looked */
+static uint32_t g_nack_first;    /* its first block */
 
 static void out_write(const uint8_t *data, size_t len, void *ctx)
 {
@@ -51,6 +60,10 @@ static void out_write(const uint8_t *data, size_t len, void *ctx)
             g_out_types[f.type]++;
             if (f.type == SE_FRAME_FINAL && f.len == 6) {
                 g_final_sources[f.payload[5]]++;
+            }
+            if (f.type == SE_FRAME_NACK && f.len == 6) {
+                g_nack_seen = 1;
+                g_nack_first = se_rd_u32(f.payload);
             }
         }
     }
@@ -75,14 +88,21 @@ static const uint8_t k_types[] = {SE_FRAME_SAMPLES, SE_FRAME_SAMPLES, SE_FRAME_S
                                   SE_FRAME_CLOUD_LABEL, SE_FRAME_CLOUD_LABEL, SE_FRAME_CONFIG,
                                   SE_FRAME_PING, SE_FRAME_HELLO, SE_FRAME_RESULT, 0x00, 0xFF};
 static uint32_t g_block;      /* next block index the generator tends to send */
+static int g_arq;             /* this boot period sends SAMPLES_ARQ instead of SAMPLES */
+static uint32_t g_sig_mode;   /* signal of the current epoch: 0 EEG-like, 1 loud, 2 flat, 3 mains */
 static uint32_t g_last_epoch; /* recent epoch, for plausible CLOUD_LABELs */
 
 static size_t make_payload(uint8_t type, uint8_t *p)
 {
     size_t len;
     switch (type) {
-    case SE_FRAME_SAMPLES: {
+    case SE_FRAME_SAMPLES:
+    case SE_FRAME_SAMPLES_ARQ: {
         len = SE_APP_RX_MAX_PAYLOAD;
+        if (g_nack_seen && below(4) != 0) { /* a host that resends: go back to the NACKed block */
+            g_block = g_nack_first;
+        }
+        g_nack_seen = 0;
         const uint32_t r = below(100);
         /* Mostly in order; sometimes a gap, a stale block or a wild index. */
         uint32_t block = g_block;
@@ -96,9 +116,17 @@ static size_t make_payload(uint8_t type, uint8_t *p)
         g_block = block + 1;
         se_wr_u32(p, block);
         se_wr_u16(p + 4, below(500) == 0 ? (uint16_t)below(200) : SE_SAMPLES_PER_BLOCK);
-        const int loud = below(4) == 0;
+        if (block % SE_BLOCKS_PER_EPOCH == 0u) {
+            g_sig_mode = below(4) ? 0u : below(4);
+        }
+        const int loud = g_sig_mode == 1u || below(16) == 0;
         for (size_t i = 0; i < SE_SAMPLES_PER_BLOCK; ++i) {
-            const int16_t v = loud ? (int16_t)rnd() : (int16_t)(below(2000) - 1000);
+            int16_t v = loud ? (int16_t)rnd() : (int16_t)(below(2000) - 1000);
+            if (g_sig_mode == 2u) {
+                v = (int16_t)(block & 0xFF);
+            } else if (g_sig_mode == 3u) {
+                v = (int16_t)((i & 1u) ? 3000 + below(50) : -3000 - below(50));
+            }
             se_wr_u16(p + 6 + 2 * i, (uint16_t)v);
         }
         break;
@@ -137,8 +165,11 @@ static size_t make_payload(uint8_t type, uint8_t *p)
 static size_t make_frame(uint8_t *out, size_t cap)
 {
     static uint8_t payload[SE_MAX_PAYLOAD_BYTES];
-    const uint8_t type = below(4) ? SE_FRAME_SAMPLES
-                         : below(10) ? k_types[below(sizeof k_types)] : (uint8_t)rnd();
+    const uint8_t samples = g_arq ? SE_FRAME_SAMPLES_ARQ : SE_FRAME_SAMPLES;
+    uint8_t type = below(4) ? samples : below(10) ? k_types[below(sizeof k_types)] : (uint8_t)rnd();
+    if (type == SE_FRAME_SAMPLES) {
+        type = samples;
+    }
     size_t len = make_payload(type, payload);
     if (below(1000) == 0) { /* now and then a frame larger than the device's buffer */
         len = 300 + below(1500);
@@ -249,6 +280,8 @@ static void reboot(se_app_t *app)
     }
     const se_platform_t plat = {out_write, clock_ms, below(2) ? cycles : NULL, NULL};
     g_now = rnd();
+    g_arq = below(2);
+    g_nack_seen = 0;
     se_app_init(app, &plat);
 }
 
@@ -299,8 +332,27 @@ int main(int argc, char **argv)
         while (off < n) {
             size_t k = 1 + below(64);
             k = k > n - off ? n - off : k;
+            const int was_waiting = app.arq_waiting;
+            const uint32_t expected = app.next_block;
+            const unsigned long long nacks = g_out_types[SE_FRAME_NACK];
+            const uint32_t missing = app.st.missing_blocks;
             se_app_rx(&app, in + off, k);
             off += k;
+            if (g_out_types[SE_FRAME_NACK] != nacks &&
+                !(app.arq_waiting && g_nack_first == app.next_block) &&
+                !(!app.synced && g_nack_first % SE_BLOCKS_PER_EPOCH == 0u)) {
+                fail("NACK names neither the block the device waits for nor an epoch start", i);
+            }
+            /* A chunk may hold the resent block and then open a new gap; otherwise a waiting
+             * device accepts nothing. */
+            if (was_waiting && !app.arq_waiting && app.next_block > expected &&
+                app.st.missing_blocks == missing) {
+                g_recovered++; /* the wait ended with the NACKed block, nothing zero-filled */
+            }
+            if (was_waiting && app.arq_waiting && app.next_block != expected &&
+                g_out_types[SE_FRAME_NACK] == nacks) {
+                fail("blocks accepted while waiting for a resend", i);
+            }
         }
         if (below(4) == 0) {
             g_now += below(3000);
@@ -333,11 +385,11 @@ int main(int argc, char **argv)
     const se_app_status_t st = se_app_status(&app);
     printf("fuzz: %llu inputs, %llu bytes, %llu frames parsed, device sent %llu frames "
            "(%llu RESULT, %llu ESCALATE, %llu ERROR, FINAL by source: %llu edge, %llu cloud, %llu timeout, "
-           "%llu incomplete); last app: %u epochs, %u bad_crc, %u garbage_bytes\n",
+           "%llu incomplete, %llu artefact), %llu NACK, %llu recovered; last app: %u epochs, %u bad_crc, %u garbage_bytes\n",
            n_inputs, bytes, parsed, g_out_frames, g_out_types[SE_FRAME_RESULT],
            g_out_types[SE_FRAME_ESCALATE], g_out_types[SE_FRAME_ERROR],
            g_final_sources[SE_SOURCE_EDGE], g_final_sources[SE_SOURCE_CLOUD],
            g_final_sources[SE_SOURCE_TIMEOUT], g_final_sources[SE_SOURCE_INCOMPLETE],
-           st.epochs, st.bad_crc, st.garbage_bytes);
+           g_final_sources[SE_SOURCE_ARTEFACT], g_out_types[SE_FRAME_NACK], g_recovered, st.epochs, st.bad_crc, st.garbage_bytes);
     return 0;
 }

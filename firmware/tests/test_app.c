@@ -11,6 +11,11 @@ static capture_t g_cap;
 static uint32_t g_now;
 static uint32_t g_cycles;
 
+/* What the blocks sent carry: the test signal, or a bad signal for the quality gate. */
+typedef enum { SIG_EEG, SIG_FLAT, SIG_CLIPPED } sig_kind_t;
+static sig_kind_t g_sig = SIG_EEG;
+static uint8_t g_samples_type = SE_FRAME_SAMPLES;
+
 static uint32_t fake_millis(void *ctx)
 {
     (void)ctx;
@@ -26,6 +31,8 @@ static uint32_t fake_cycles(void *ctx)
 
 static void boot(void)
 {
+    g_sig = SIG_EEG;
+    g_samples_type = SE_FRAME_SAMPLES;
     mock_model_reset();
     capture_reset(&g_cap);
     g_now = 1000;
@@ -44,7 +51,14 @@ static void send(uint8_t type, const uint8_t *payload, size_t len)
 /* The test signal: a 6 Hz sine of +-150 uV plus a slow ramp, as int16 at 0.25 uV. */
 static int16_t signal_at(uint32_t n)
 {
-    return (int16_t)lrintf(600.0f * sinf(0.377f * (float)(n % 100000u)) + (float)(n % 3000u) * 0.1f);
+    const int16_t v = (int16_t)lrintf(600.0f * sinf(0.377f * (float)(n % 100000u)) + (float)(n % 3000u) * 0.1f);
+    if (g_sig == SIG_FLAT) {
+        return 40;
+    }
+    if (g_sig == SIG_CLIPPED) {
+        return v > 300 ? 300 : v < -300 ? -300 : v;
+    }
+    return v;
 }
 
 static void send_block(uint32_t block)
@@ -55,7 +69,7 @@ static void send_block(uint32_t block)
     for (uint32_t i = 0; i < SE_SAMPLES_PER_BLOCK; ++i) {
         se_wr_u16(&p[6 + 2 * i], (uint16_t)signal_at(block * SE_SAMPLES_PER_BLOCK + i));
     }
-    send(SE_FRAME_SAMPLES, p, sizeof p);
+    send(g_samples_type, p, sizeof p);
 }
 
 static void send_blocks(uint32_t first, uint32_t last_inclusive)
@@ -579,6 +593,113 @@ static void test_byte_by_byte_rx(void)
     expect_result(0, 0, 2, 0, 0);
 }
 
+static void test_artefact_epochs(void)
+{
+    boot();
+    set_output(-100); /* a low confidence: a good epoch would be escalated */
+    g_sig = SIG_FLAT;
+    send_blocks(0, 29);
+    g_sig = SIG_CLIPPED;
+    send_blocks(30, 59);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_mock_runs, 0); /* no inference on artefacts */
+    const int r0 = expect_result(0, 0, SE_STAGE_UNKNOWN, 0,
+                                 (uint8_t)(SE_QUALITY_FLAT << SE_RESULT_QUALITY_SHIFT));
+    expect_result(1, 1, SE_STAGE_UNKNOWN, 0, (uint8_t)(SE_QUALITY_CLIPPED << SE_RESULT_QUALITY_SHIFT));
+    if (r0 >= 0) {
+        CHECK(payload_f32(&g_cap.frames[r0], 12) == 0.0f);
+        for (int c = 0; c < SE_N_CLASSES; ++c) {
+            CHECK_EQ(g_cap.frames[r0].payload[7 + c], 0);
+        }
+    }
+    expect_final(0, 0, SE_STAGE_UNKNOWN, SE_SOURCE_ARTEFACT);
+    expect_final(1, 1, SE_STAGE_UNKNOWN, SE_SOURCE_ARTEFACT);
+    CHECK_EQ(capture_count(&g_cap, SE_FRAME_ESCALATE), 0); /* never escalated */
+    /* Good signal again: classified (and escalated) as usual. */
+    g_sig = SIG_EEG;
+    send_blocks(60, 89);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_mock_runs, 1);
+    expect_result(2, 2, 2, 1, 0);
+    CHECK_EQ(capture_count(&g_cap, SE_FRAME_ESCALATE), 1);
+    CHECK_EQ(se_app_status(&g_app).epochs, 3);
+}
+
+static int nack_count(void) { return capture_count(&g_cap, SE_FRAME_NACK); }
+
+static void test_arq_recovers_a_lost_block(void)
+{
+    boot();
+    set_output(127);
+    g_samples_type = SE_FRAME_SAMPLES_ARQ;
+    send_blocks(0, 9);
+    send_blocks(11, 15); /* 10 lost; 11..15 arrive before the host hears the NACK */
+    CHECK_EQ(nack_count(), 1);
+    const int i = capture_find(&g_cap, SE_FRAME_NACK, 0);
+    if (i >= 0) {
+        CHECK_EQ(g_cap.frames[i].len, 6);
+        CHECK_EQ(se_rd_u32(g_cap.frames[i].payload), 10);
+        CHECK_EQ(se_rd_u16(&g_cap.frames[i].payload[4]), 1);
+    }
+    send_blocks(10, 29); /* the host goes back to 10 */
+    se_app_poll(&g_app);
+    expect_result(0, 0, 2, 0, 0); /* complete: not incomplete */
+    expect_final(0, 0, 2, SE_SOURCE_EDGE);
+    static float y[SE_EPOCH_SAMPLES];
+    expected_epoch(0, NULL, 0, y);
+    int same = 1;
+    for (int k = 0; k < SE_EPOCH_SAMPLES; ++k) {
+        same &= g_mock_last_input[k] == q8(y[k]);
+    }
+    CHECK(same); /* bit for bit what an undisturbed stream gives */
+    const se_app_status_t st = se_app_status(&g_app);
+    CHECK_EQ(st.missing_blocks, 0);
+    CHECK_EQ(st.stale_blocks, 5);
+    CHECK_EQ(nack_count(), 1);
+}
+
+static void test_arq_first_block_lost(void)
+{
+    boot();
+    set_output(127);
+    g_samples_type = SE_FRAME_SAMPLES_ARQ;
+    send_blocks(61, 65); /* block 60, the epoch start, lost before the device synchronised */
+    CHECK_EQ(nack_count(), 1);
+    const int i = capture_find(&g_cap, SE_FRAME_NACK, 0);
+    if (i >= 0) {
+        CHECK_EQ(se_rd_u32(g_cap.frames[i].payload), 60);
+        CHECK_EQ(se_rd_u16(&g_cap.frames[i].payload[4]), 1);
+    }
+    send_blocks(60, 89);
+    se_app_poll(&g_app);
+    expect_result(0, 2, 2, 0, 0);
+    CHECK_EQ(se_app_status(&g_app).missing_blocks, 0);
+}
+
+static void test_arq_repeats_nack_then_gives_up(void)
+{
+    boot();
+    set_output(127);
+    g_samples_type = SE_FRAME_SAMPLES_ARQ;
+    send_blocks(0, 9);
+    send_blocks(11, 11 + SE_APP_NACK_EVERY_BLOCKS); /* the first NACK was lost: a second one */
+    CHECK_EQ(nack_count(), 2);
+    /* A host that never resends: after SE_APP_ARQ_MAX_DROPS the gap is zero-filled. */
+    send_blocks(12 + SE_APP_NACK_EVERY_BLOCKS, 10 + SE_APP_ARQ_MAX_DROPS);
+    CHECK_EQ(nack_count(), (int)((SE_APP_ARQ_MAX_DROPS + SE_APP_NACK_EVERY_BLOCKS - 1) / SE_APP_NACK_EVERY_BLOCKS));
+    CHECK_EQ(g_mock_runs, 0);
+    send_block(11 + SE_APP_ARQ_MAX_DROPS);
+    se_app_poll(&g_app);
+    expect_result(0, 0, SE_STAGE_UNKNOWN, 0, SE_RESULT_FLAG_INCOMPLETE);
+    CHECK_EQ(se_app_status(&g_app).missing_blocks, SE_APP_ARQ_MAX_DROPS + 1);
+    /* Plain SAMPLES never wait: a gap is zero-filled at once, no NACK. */
+    boot();
+    send_blocks(0, 9);
+    send_blocks(11, 29);
+    CHECK_EQ(nack_count(), 0);
+    CHECK_EQ(se_app_status(&g_app).missing_blocks, 1);
+}
+
 int main(void)
 {
     RUN(test_hello_at_boot);
@@ -598,5 +719,9 @@ int main(void)
     RUN(test_model_failures);
     RUN(test_sequence_numbers);
     RUN(test_byte_by_byte_rx);
+    RUN(test_artefact_epochs);
+    RUN(test_arq_recovers_a_lost_block);
+    RUN(test_arq_first_block_lost);
+    RUN(test_arq_repeats_nack_then_gives_up);
     TEST_MAIN_END();
 }

@@ -278,6 +278,7 @@ def read_psg_channel(path: str | Path, channel: str) -> tuple[np.ndarray, int, d
         raise SleepEdgeError(
             f"{path}: no channel {channel!r}; available: {', '.join(available) or 'none'}"
         )
+    _check_ranges(path, match[0])
     try:
         # `include` keeps only this channel so MNE does not resample it to another channel's rate.
         raw = mne.io.read_raw_edf(path, include=[match[0]], preload=True, verbose="error")
@@ -291,6 +292,27 @@ def read_psg_channel(path: str | Path, channel: str) -> tuple[np.ndarray, int, d
     if start is None:
         start = read_header_start(path)
     return data, int(round(sfreq)), start
+
+
+def _check_ranges(path: Path, label: str) -> None:
+    """Refuse a channel whose header gives an empty digital or physical range: every sample
+    would map to one value (or divide by zero), and the epochs would all look saturated."""
+    with open(path, "rb") as fh:
+        head = fh.read(256)
+        ns = int(head[252:256].decode("ascii").strip())
+        sig = fh.read(ns * 256)
+    field = lambda off, width, i: sig[ns * off + width * i: ns * off + width * (i + 1)].decode("ascii", "replace").strip()  # noqa: E731
+    for i in range(ns):
+        if field(0, 16, i).lower() != label.lower():
+            continue
+        try:
+            pmin, pmax, dmin, dmax = (float(field(off, 8, i)) for off in (104, 112, 120, 128))
+        except ValueError as exc:
+            raise SleepEdgeError(f"{path}: channel {label!r} has a malformed range in its header") from exc
+        if dmin >= dmax or pmin == pmax:
+            raise SleepEdgeError(f"{path}: channel {label!r} has an empty range in its header "
+                                 f"(digital {dmin:g}..{dmax:g}, physical {pmin:g}..{pmax:g})")
+        return
 
 
 def _check_not_truncated(path: Path, bytes_per_sample: int = 2) -> None:

@@ -196,7 +196,7 @@ def read_channel(path: str | Path, channels: str | Sequence[str]) -> tuple[np.nd
         Missing file, unknown format, truncated EDF/BDF, unreadable file, or no matching channel
         (the message lists the file's channels).
     """
-    from host_tools.data.edf_io import _check_not_truncated
+    from host_tools.data.edf_io import _check_not_truncated, _check_ranges
 
     path = Path(path)
     if not path.is_file():
@@ -214,6 +214,8 @@ def read_channel(path: str | Path, channels: str | Sequence[str]) -> tuple[np.nd
             f"{path}: no channel {', '.join(parse_channels(channels))!r}; "
             f"available: {', '.join(probe.ch_names) or 'none'}"
         )
+    if suffix in (".edf", ".bdf"):
+        _check_ranges(path, name)  # an empty header range reads as a flat or saturated channel
     try:
         raw = _open_raw(path, suffix, include=[name]) if suffix in (".edf", ".bdf") else probe
         data = raw.get_data(picks=[name], units="uV")[0].astype(np.float64, copy=False)

@@ -62,6 +62,12 @@ def constants_header() -> str:
     lines += [f"#define SE_FRAME_{name} 0x{value:02X}" for name, value in C.FRAME_TYPES.items()]
     lines += [""]
     lines += [f"#define SE_SOURCE_{name.upper()} {i}" for i, name in enumerate(C.FINAL_SOURCES)]
+    lines += ["", "/* Signal-quality gate (docs/signal-quality.md): verdict codes and integer thresholds. */"]
+    lines += [f"#define SE_QUALITY_{name.upper()} {i}" for i, name in enumerate(C.QUALITY_VERDICTS)]
+    lines += [f"#define SE_QUALITY_FLAT_VAR_LSB2 {C.QUALITY_FLAT_VAR_LSB2}u",
+              f"#define SE_QUALITY_MAX_VAR_LSB2 {C.QUALITY_MAX_VAR_LSB2}u",
+              f"#define SE_QUALITY_CLIP_MIN_SAMPLES {C.QUALITY_CLIP_MIN_SAMPLES}u",
+              f"#define SE_QUALITY_MAINS_RATIO {C.QUALITY_MAINS_RATIO}u"]
     lines += ["", "#endif /* SLEEPEDGE_CONSTANTS_H */", ""]
     return "\n".join(lines)
 

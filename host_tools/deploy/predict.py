@@ -5,6 +5,10 @@ Recording channel (uV; any format of ``data.recordings``, resampled to 100 Hz) -
 (``filters.quantize_model_input`` with the model's scale / zero point) -> the real TFLite Micro
 interpreter -> argmax and confidence = dequantized max probability ``(q_max - zp) * scale``
 (float32), exactly as the firmware does it. Ties in the int8 output go to the lowest class index.
+Like the device, every epoch first passes the signal-quality gate (``host_tools.data.quality``
+on the raw int16 samples): an epoch judged flat, clipped, of implausible amplitude or
+mains-dominated gets the stage ``artefact`` with that reason in the ``quality`` column and no
+confidence, never a sleep stage.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import numpy as np
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
-CSV_FIELDS: tuple[str, ...] = ("recording", "epoch", "onset_s", "stage", "confidence")
+CSV_FIELDS: tuple[str, ...] = ("recording", "epoch", "onset_s", "stage", "confidence", "quality")
+#: The ``stage`` of an epoch the quality gate rejected (its reason is in ``quality``).
+ARTEFACT_STAGE = "artefact"
 MODEL_FILE = "model.tflite"
 
 
@@ -143,15 +149,24 @@ def recording_epochs(psg: str | Path, channel: str = "Fpz-Cz") -> tuple[np.ndarr
     the host does before streaming. The whole recording is filtered from its first sample; a
     trailing partial epoch is dropped.
     """
-    from host_tools.data import filters, recordings
+    y, name, _verdicts = recording_epochs_with_quality(psg, channel)
+    return y, name
+
+
+def recording_epochs_with_quality(psg: str | Path, channel: str = "Fpz-Cz") -> tuple[np.ndarray, str, np.ndarray]:
+    """:func:`recording_epochs` plus each epoch's quality verdict code (device's gate, on the
+    raw int16 transport samples; index into ``constants.QUALITY_VERDICTS``)."""
+    from host_tools.data import filters, quality, recordings
 
     psg = Path(psg)
     signal, _fs_in, _start, _name = recordings.read_eeg(psg, channel)
     n = len(signal) // C.EPOCH_SAMPLES
     if n == 0:
         raise SleepEdgeError(f"{psg}: shorter than one {C.EPOCH_S}-s epoch")
-    y = filters.filter_device(signal)[: n * C.EPOCH_SAMPLES]
-    return y.reshape(n, C.EPOCH_SAMPLES), recordings.recording_id(psg)
+    q = filters.to_device_samples(signal)
+    y, _ = filters.filter_causal(filters.from_device_samples(q))
+    return y[: n * C.EPOCH_SAMPLES].reshape(n, C.EPOCH_SAMPLES), recordings.recording_id(psg), \
+        quality.recording_verdicts(q)
 
 
 def find_recordings(path: str | Path) -> list[Path]:
@@ -173,12 +188,16 @@ def predict_recordings(
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("predict", total=len(recordings))
         for psg in recordings:
-            epochs, name = recording_epochs(psg, channel)
+            epochs, name, verdicts = recording_epochs_with_quality(psg, channel)
             raw = tflm.run_int8(tflm.quantize(epochs))
             stages, conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
-            for k, (s, c) in enumerate(zip(stages, conf)):
-                rows.append({"recording": name, "epoch": k, "onset_s": k * C.EPOCH_S,
-                             "stage": C.STAGES[int(s)], "confidence": f"{float(c):.6f}"})
+            for k, (s, c, v) in enumerate(zip(stages, conf, verdicts)):
+                row = {"recording": name, "epoch": k, "onset_s": k * C.EPOCH_S,
+                       "stage": C.STAGES[int(s)], "confidence": f"{float(c):.6f}",
+                       "quality": C.QUALITY_VERDICTS[int(v)]}
+                if v != 0:  # the device gives no stage to an artefact epoch; neither do we
+                    row.update(stage=ARTEFACT_STAGE, confidence="")
+                rows.append(row)
             bar.advance(task)
     return rows
 
@@ -207,5 +226,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = predict_recordings(args.model, find_recordings(args.inp), args.channel)
     write_csv(rows, args.out)
-    print(f"wrote {args.out} ({len(rows)} epochs)")
+    artefacts = sum(r["stage"] == ARTEFACT_STAGE for r in rows)
+    print(f"wrote {args.out} ({len(rows)} epochs, {artefacts} artefact)")
     return 0

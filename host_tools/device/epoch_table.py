@@ -19,7 +19,7 @@ from host_tools.device import protocol as P
 SOURCE_GAP = "gap"  #: the device rebooted (or the link dropped) before finishing the epoch
 SOURCE_LOST = "lost"  #: the device's FINAL never arrived intact (corrupted link)
 CSV_FIELDS = ("epoch", "onset_s", "edge_stage", "edge_confidence", "escalated", "cloud_stage",
-              "final_stage", "final_source", "expert_stage")
+              "final_stage", "final_source", "expert_stage", "quality")
 
 
 def stage_name(s: int | None) -> str:
@@ -40,6 +40,7 @@ class EpochRow:
     final_stage: int | None = None
     final_source: str | None = None
     expert_stage: int | None = None
+    quality: str = ""  #: the device's signal-quality verdict ("ok", "flat", ...; "" before RESULT)
 
     @property
     def onset_s(self) -> int:
@@ -52,7 +53,7 @@ class EpochRow:
             "edge_confidence": "" if self.edge_confidence is None else f"{self.edge_confidence:.4f}",
             "escalated": int(self.escalated), "cloud_stage": stage_name(self.cloud_stage),
             "final_stage": stage_name(self.final_stage), "final_source": self.final_source or "",
-            "expert_stage": stage_name(self.expert_stage),
+            "expert_stage": stage_name(self.expert_stage), "quality": self.quality,
         }
 
 
@@ -94,6 +95,7 @@ class EpochTable:
         row.edge_stage = None if row.incomplete else msg.stage
         row.edge_confidence = None if row.incomplete else float(msg.confidence)
         row.escalated = bool(msg.escalated)
+        row.quality = msg.quality
         self.reported_upto = max(self.reported_upto, msg.epoch)
         return row
 

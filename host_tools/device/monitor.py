@@ -72,6 +72,7 @@ class MonitorOptions:
     reconnect_timeout_s: float = 30.0
     flow_timeout_s: float = 30.0
     final_grace_s: float = 10.0
+    tail_wait_s: float = 2.0  #: after the last block, how long to wait for the last epoch before resending
     deadline_fraction: float | None = None
 
 
@@ -113,6 +114,8 @@ class Monitor:
                                      reconnect_timeout_s=opts.reconnect_timeout_s)
         self.resets: list[ResetEvent] = []
         self.flow_stalls = 0
+        self.rewinder = P.Rewinder()  #: SAMPLES_ARQ: blocks the device asked for again
+        self.tail_resends = 0
         self.bridge: Any = None
         self.client: Any = None
 
@@ -145,6 +148,8 @@ class Monitor:
                 row = self.table.on_final(msg)
                 if row is not None:
                     self._show_final(row)
+            elif isinstance(msg, P.Nack):
+                self.rewinder.on_nack(msg)  # the streaming loop goes back (docs/protocol.md)
             else:
                 self.conn.on_link_message(msg)
             self.cond.notify_all()
@@ -172,10 +177,11 @@ class Monitor:
         st = self.state
         st.done_epochs += 1
         st.recent.append((row.final_stage, row.escalated))
+        source = f"artefact: {row.quality}" if row.final_source == "artefact" else row.final_source
         if st.current_epoch == row.epoch:
-            st.current_stage, st.current_source = row.final_stage, row.final_source
+            st.current_stage, st.current_source = row.final_stage, source
         self.view.epoch_line(row.epoch, row.onset_s, row.edge_stage, row.edge_confidence,
-                             row.final_stage, row.final_source)
+                             row.final_stage, source)
 
     def _refresh_view(self, t0: float, block: int, force: bool = False) -> None:
         st = self.state
@@ -274,20 +280,40 @@ class Monitor:
         while block < end_block:
             if self.conn.lost:
                 block = self._handle_reset(block)
+                self.rewinder.clear()
                 pace_t0, pace_b0 = time.monotonic(), block
                 continue
+            block = self.rewinder.next_block(block)
             if block % BPE == 0 and not self._wait_for_window(block // BPE):
+                continue
+            if self.rewinder.pending:  # a NACK came while waiting: go back first
                 continue
             if self.o.speed:
                 delay = pace_t0 + (block - pace_b0) * (C.SAMPLES_PER_BLOCK / C.FS_HZ) / self.o.speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             chunk = sig[block * C.SAMPLES_PER_BLOCK:(block + 1) * C.SAMPLES_PER_BLOCK]
-            if not self.conn.send(P.Samples(block, chunk)):
+            if not self.conn.send(P.SamplesArq(block, chunk)):
                 continue
             block += 1
             self.save_done()
             self._refresh_view(t0, block)
+            if block == end_block:
+                block = self._tail_resend(end_block)
+
+    def _tail_resend(self, end_block: int) -> int:
+        """After the last block: a lost block near the end has no later block to reveal it to the
+        device, so when the last epoch goes unreported, send again from the first unreported
+        epoch (the device drops what it already has as stale). Returns the block to go on from."""
+        last = self.first + self.n - 1
+        self.conn.wait(lambda: self.table.reported_upto >= last or self.rewinder.pending or self.conn.lost,
+                       self.o.tail_wait_s)
+        if self.rewinder.pending or self.conn.lost:
+            return self.rewinder.next_block(end_block) if not self.conn.lost else end_block
+        if self.table.reported_upto >= last or self.tail_resends >= 2:
+            return end_block
+        self.tail_resends += 1
+        return max(self.first, self.table.reported_upto + 1) * BPE
 
     def _wait_for_window(self, epoch: int) -> bool:
         """Flow control before the first block of ``epoch``: wait (bounded) until the device has
@@ -295,7 +321,8 @@ class Monitor:
         need = epoch - self.o.window_epochs
         if need < self.first:
             return True
-        if not self.conn.wait(lambda: self.table.reported_upto >= need or self.conn.lost, self.o.flow_timeout_s):
+        if not self.conn.wait(lambda: self.table.reported_upto >= need or self.conn.lost or self.rewinder.pending,
+                              self.o.flow_timeout_s):
             self.flow_stalls += 1
         return not self.conn.lost
 
@@ -325,12 +352,22 @@ class Monitor:
     # -- results
     def summary(self, elapsed_s: float, rows: list[EpochRow] | None = None) -> dict[str, Any]:
         """The night's summary (see :func:`host_tools.device.monitor_summary.summarize`) of
-        ``rows`` (default: every streamed epoch)."""
-        return summarize(self.table if rows is None else rows, first_epoch=self.first, elapsed_s=elapsed_s,
-                         hello=self.hello, escalation=self.bridge.stats() if self.bridge is not None else None,
-                         link_host=self.link.counters if self.link is not None else None,
-                         link_device=self.conn.last_status, device_errors=self.conn.device_errors,
-                         resets=self.resets, flow_stalls=self.flow_stalls)
+        ``rows`` (default: every streamed epoch), with the artefacts by reason and the
+        lost-block recovery counters (docs/signal-quality.md, docs/protocol.md 3.1)."""
+        rows = list(self.table) if rows is None else rows
+        summary = summarize(rows, first_epoch=self.first, elapsed_s=elapsed_s,
+                            hello=self.hello, escalation=self.bridge.stats() if self.bridge is not None else None,
+                            link_host=self.link.counters if self.link is not None else None,
+                            link_device=self.conn.last_status, device_errors=self.conn.device_errors,
+                            resets=self.resets, flow_stalls=self.flow_stalls)
+        artefacts: dict[str, int] = {}
+        for r in rows:
+            if r.final_source == "artefact":
+                artefacts[r.quality] = artefacts.get(r.quality, 0) + 1
+        summary["artefacts"] = artefacts
+        summary["link_recovery"] = {"nacks": self.rewinder.nacks, "resent_blocks": self.rewinder.resent_blocks,
+                                    "tail_resends": self.tail_resends}
+        return summary
 
 
 def run_monitor(opts: MonitorOptions, view: LiveView | None = None) -> tuple[list[EpochRow], dict[str, Any]]:

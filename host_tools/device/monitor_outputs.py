@@ -194,6 +194,8 @@ def write_hypnogram_edf(path: Path, rows: list[EpochRow], start: dt.datetime) ->
     descs: list[str] = []
     for r in rows:
         text = HYPNO_TEXT.get(r.final_stage if r.final_stage is not None else -1, "Sleep stage ?")
+        if r.final_source == "artefact":  # the device's quality gate: no stage, the reason instead
+            text = f"Artefact: {r.quality or 'bad signal'}"
         if descs and descs[-1] == text and onsets[-1] + durs[-1] == r.onset_s:
             durs[-1] += C.EPOCH_S
         else:

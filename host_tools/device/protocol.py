@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from dataclasses import astuple, dataclass, fields
 from typing import TYPE_CHECKING, ClassVar, Union
 
@@ -50,6 +51,10 @@ ERROR_NAMES: dict[int, str] = {
 
 FLAG_INCOMPLETE = 0x01  #: RESULT flags bit 0: samples were missing, no inference
 FLAG_MODEL_ERROR = 0x02  #: RESULT flags bit 1: the model failed, no label
+#: RESULT flags bits 2-4: the epoch's signal-quality verdict (index into QUALITY_VERDICTS);
+#: non-zero = artefact: no inference, stage 255, FINAL source "artefact".
+QUALITY_SHIFT = 2
+QUALITY_MASK = 0x1C
 
 
 class ProtocolError(SleepEdgeError):
@@ -292,6 +297,17 @@ class Result:
     def incomplete(self) -> bool:
         return bool(self.flags & FLAG_INCOMPLETE)
 
+    @property
+    def quality(self) -> str:
+        """The signal-quality verdict (``"ok"``, ``"flat"``, ``"clipped"``, ...)."""
+        code = (self.flags & QUALITY_MASK) >> QUALITY_SHIFT
+        return C.QUALITY_VERDICTS[code] if code < len(C.QUALITY_VERDICTS) else f"?{code}"
+
+    @property
+    def artefact(self) -> bool:
+        """True when the device judged the signal unusable (no stage given)."""
+        return bool(self.flags & QUALITY_MASK)
+
     def payload(self) -> bytes:
         if len(self.probs) != C.N_CLASSES:
             raise ProtocolError(f"RESULT needs {C.N_CLASSES} probs, got {len(self.probs)}")
@@ -453,8 +469,34 @@ class Samples:
     def __eq__(self, other: object) -> bool:
         import numpy as np
 
-        return (isinstance(other, Samples) and self.block_index == other.block_index
+        return (type(other) is type(self) and self.block_index == other.block_index
                 and np.array_equal(np.asarray(self.samples), np.asarray(other.samples)))
+
+
+@dataclass(frozen=True, eq=False)
+class SamplesArq(Samples):
+    """Host -> device: a SAMPLES block from a host that resends what the device NACKs."""
+
+    FTYPE: ClassVar[int] = T["SAMPLES_ARQ"]
+
+
+@dataclass(frozen=True)
+class Nack:
+    """Device -> host: blocks ``[first_block, first_block + count)`` never arrived intact; the
+    device drops later SAMPLES_ARQ blocks until ``first_block`` comes again."""
+
+    FTYPE: ClassVar[int] = T["NACK"]
+    FMT: ClassVar[str] = "<IH"
+    first_block: int
+    count: int
+
+    def payload(self) -> bytes:
+        return struct.pack(self.FMT, self.first_block, self.count)
+
+    @classmethod
+    def decode(cls, frame: Frame) -> Nack:
+        _need(frame, 6, "NACK")
+        return cls(*struct.unpack(cls.FMT, frame.payload))
 
 
 @dataclass(frozen=True)
@@ -510,10 +552,12 @@ class Ping:
         return cls(*struct.unpack(cls.FMT, frame.payload))
 
 
-Message = Union[Hello, Result, Escalate, Final, Status, Error, Pong, Samples, CloudLabel, Config, Ping]
+Message = Union[Hello, Result, Escalate, Final, Status, Error, Pong, Nack, Samples, SamplesArq, CloudLabel,
+                Config, Ping]
 MESSAGE_TYPES: dict[int, type] = {
     cls.FTYPE: cls
-    for cls in (Hello, Result, Escalate, Final, Status, Error, Pong, Samples, CloudLabel, Config, Ping)
+    for cls in (Hello, Result, Escalate, Final, Status, Error, Pong, Nack, Samples, SamplesArq, CloudLabel,
+                Config, Ping)
 }
 STATUS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Status))
 
@@ -529,6 +573,48 @@ def decode_message(frame: Frame) -> Message:
 def encode_message(msg: Message, seq: int) -> bytes:
     """Whole wire frame for a message."""
     return encode_frame(msg.FTYPE, seq, msg.payload())
+
+
+class Rewinder:
+    """Host side of SAMPLES_ARQ recovery (go-back-N): the reader thread reports NACKs, the
+    sending loop asks which block to send next.
+
+    A NACK moves the send position back to the first missing block; everything from there is
+    sent again (the device dropped it while waiting). Repeated NACKs for one gap only rewind to
+    the earliest block asked for.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first: int | None = None
+        self.nacks = 0  #: NACK frames received
+        self.resent_blocks = 0  #: blocks sent again because of them
+
+    def on_nack(self, msg: Nack) -> None:
+        """Reader thread: the device asked for ``msg.first_block`` again."""
+        with self._lock:
+            self.nacks += 1
+            self._first = msg.first_block if self._first is None else min(self._first, msg.first_block)
+
+    @property
+    def pending(self) -> bool:
+        """A NACK is waiting for :meth:`next_block`."""
+        with self._lock:
+            return self._first is not None
+
+    def clear(self) -> None:
+        """Forget a pending NACK (the device rebooted: its requests are void)."""
+        with self._lock:
+            self._first = None
+
+    def next_block(self, block: int) -> int:
+        """The block to send next: ``block``, or an earlier one the device asked for again."""
+        with self._lock:
+            first, self._first = self._first, None
+        if first is not None and first < block:
+            self.resent_blocks += block - first
+            return first
+        return block
 
 
 # --- host -> device payload builders -------------------------------------------------------
@@ -622,7 +708,8 @@ def pong_payload(token: int) -> bytes:
 __all__ = [
     "Frame", "FrameDecoder", "ProtocolError", "encode_frame", "decode_body", "decode_message",
     "encode_message", "crc16", "cobs_encode", "cobs_decode", "Hello", "Result", "Escalate",
-    "Final", "Status", "Error", "Pong", "Samples", "CloudLabel", "Config", "Ping",
+    "Final", "Status", "Error", "Pong", "Nack", "Samples", "SamplesArq", "CloudLabel", "Config", "Ping",
+    "Rewinder",
     "samples_payload", "cloud_label_payload", "config_payload", "ping_payload", "hello_payload",
     "result_payload", "escalate_payload", "final_payload", "status_payload", "error_payload",
     "pong_payload", "STATUS_FIELDS",
