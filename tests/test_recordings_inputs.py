@@ -23,12 +23,20 @@ EDGE = REPO_ROOT / "models" / "edge"
 N_EPOCHS = 6
 
 
+def aperiodic(fs: float, seconds: float) -> np.ndarray:
+    """:func:`sines` with a slow, incommensurate amplitude wander and a delta component: a
+    strictly periodic test tone repeats its extremes exactly and the device's quality gate would
+    rightly call it clipped."""
+    t = np.arange(int(round(fs * seconds))) / fs
+    return sines(fs, seconds) * (1 + 0.4 * np.sin(2 * np.pi * 0.037 * t)) + 30 * np.sin(2 * np.pi * 1.3 * t + 0.1)
+
+
 def test_predict_any_format_and_rate(tmp_path: Path) -> None:
     if not (EDGE / "model.tflite").is_file():
         pytest.skip("models/edge/model.tflite not built")
     seconds = 30 * N_EPOCHS
-    bdf = write_mne(tmp_path / "n1-PSG.bdf", {"EMG": sines(256, seconds), "C3-A1": sines(256, seconds)}, 256)
-    edf_io.write_psg(tmp_path / "ref-PSG.edf", {"Fpz-Cz": sines(100, seconds)}, 100, START)
+    bdf = write_mne(tmp_path / "n1-PSG.bdf", {"EMG": sines(256, seconds), "C3-A1": aperiodic(256, seconds)}, 256)
+    edf_io.write_psg(tmp_path / "ref-PSG.edf", {"Fpz-Cz": aperiodic(100, seconds)}, 100, START)
     # The 256-Hz BDF, resampled, gives the epochs of the same signal recorded at 100 Hz.
     a, name_a = P.recording_epochs(bdf, "Fpz-Cz,C3-A1")
     b, _ = P.recording_epochs(tmp_path / "ref-PSG.edf", "Fpz-Cz")
@@ -40,6 +48,7 @@ def test_predict_any_format_and_rate(tmp_path: Path) -> None:
     rows = list(csv.DictReader(open(out)))
     assert [r["recording"] for r in rows] == ["n1"] * N_EPOCHS and [int(r["epoch"]) for r in rows] == list(range(N_EPOCHS))
     _raw, stages, _conf = P.predict_epochs_int8(EDGE, a)
+    assert {r["quality"] for r in rows} == {"ok"}, "an EEG-like signal passes the quality gate"
     assert [r["stage"] for r in rows] == [C.STAGES[s] for s in stages]
 
 
