@@ -1,0 +1,368 @@
+"""``sleepedge bench real``: figures on real EEG, the four DREAMS people.
+
+The corpus: DREAMS Sleep Spindles excerpts 1-4 (``../shared/data/dreams-spindles/``, read in
+place; nothing derived from it is written outside ``--out`` and temporary folders): 4 people,
+30 min each, 240 epochs of 30 s, central montage (C3-A1 or Cz-A1, not Fpz-Cz), 50-200 Hz
+resampled to 100 Hz. On the same epochs:
+
+- the shipped int8 edge model, zero-shot, exactly as the device computes it (int16 transport,
+  causal Butterworth from the first sample, TFLite Micro);
+- ``sleepedge adapt``, leave-one-person-out (adapted on three people, scored on the fourth), when
+  this build has it;
+- YASA's pretrained staging (EEG only: DREAMS has no EOG here);
+- GSSC's pretrained staging with the whole excerpt as context, run by ``gssc_infer.py`` in its
+  own environment (``.venv-gssc``: GSSC needs PyTorch); skipped, and said so, when absent.
+
+Every output names the corpus. With four people, pooled figures come with per-person spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host_tools import REPO_ROOT, SHARED_DIR
+from host_tools import constants as C
+from host_tools.errors import SleepEdgeError
+
+DREAMS_DIR = SHARED_DIR / "data" / "dreams-spindles"
+#: Sampling rate of each excerpt: not in the files, given by the database's README.
+DREAMS_RATES = {1: 100, 2: 200, 3: 50, 4: 200}
+#: R&K codes of the 5-s hypnograms -> index into STAGES (stages 3 and 4 -> N3).
+RK_CODE_TO_INDEX = {5: 0, 3: 1, 2: 2, 1: 3, 0: 3, 4: 4}
+LABELS_PER_EPOCH = C.EPOCH_S // 5
+GSSC_PYTHON = REPO_ROOT / ".venv-gssc" / "bin" / "python"
+GSSC_SCRIPT = Path(__file__).with_name("gssc_infer.py")
+CORPUS = "DREAMS Sleep Spindles excerpts 1-4 (real EEG, 4 people, 240 epochs, central montage C3-A1/Cz-A1)"
+#: The figures measured by hand before this command existed (acc, kappa), kept for comparison.
+REFERENCE_BY_HAND = {"edge_int8": (0.56, 0.36), "yasa": (0.69, 0.53), "gssc": (0.81, 0.70)}
+
+
+# --------------------------------------------------------------------------------------------
+# reading DREAMS
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Person:
+    """One DREAMS excerpt at the device's rate, with its expert stage per 30-s epoch."""
+
+    name: str  #: ``excerpt1`` ...
+    channel: str  #: as the file names it, e.g. ``C3-A1``
+    fs_orig: int
+    signal_uv: np.ndarray  #: float64 microvolts at ``constants.FS_HZ``
+    y: np.ndarray  #: int64 (n_epochs,) index into STAGES
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.y)
+
+
+def _read_column(path: Path, header: str | None = None) -> tuple[str, np.ndarray]:
+    """A DREAMS text file: ``[name]`` on the first line, one number per line after it."""
+    if not path.is_file():
+        raise SleepEdgeError(f"{path}: not found (the DREAMS excerpts live in {DREAMS_DIR})")
+    with open(path) as fh:
+        first = fh.readline().strip()
+        if not (first.startswith("[") and first.endswith("]")):
+            raise SleepEdgeError(f"{path}: first line {first[:40]!r} is not a [name] header")
+        try:
+            values = np.loadtxt(fh, dtype=np.float64, ndmin=1)
+        except ValueError as exc:
+            raise SleepEdgeError(f"{path}: not one number per line ({exc})") from exc
+    name = first[1:-1]
+    if header is not None and name != header:
+        raise SleepEdgeError(f"{path}: header [{name}], expected [{header}]")
+    return name, values
+
+
+def epoch_stages(codes_5s: np.ndarray, source: str = "hypnogram") -> np.ndarray:
+    """Per-30-s expert stage from 5-s R&K codes: the majority of each epoch's six labels.
+
+    A tie goes to the label that comes first in the epoch (the scorer's first impression).
+    A trailing partial epoch is dropped.
+    """
+    codes = np.asarray(codes_5s).astype(np.int64)
+    unknown = sorted(set(codes.tolist()) - set(RK_CODE_TO_INDEX))
+    if unknown:
+        raise SleepEdgeError(f"{source}: unknown stage codes {unknown} (expected R&K 0-5)")
+    idx = np.array([RK_CODE_TO_INDEX[c] for c in codes], dtype=np.int64)
+    n = len(idx) // LABELS_PER_EPOCH
+    out = np.empty(n, dtype=np.int64)
+    for k, block in enumerate(idx[: n * LABELS_PER_EPOCH].reshape(n, LABELS_PER_EPOCH)):
+        counts = np.bincount(block, minlength=C.N_CLASSES)
+        best = np.flatnonzero(counts == counts.max())
+        out[k] = next(s for s in block if s in best)
+    return out
+
+
+def to_device_rate(x: np.ndarray, fs: int) -> np.ndarray:
+    """Resample to ``constants.FS_HZ`` with a polyphase anti-aliasing filter."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    if fs == C.FS_HZ:
+        return np.asarray(x, dtype=np.float64)
+    g = gcd(C.FS_HZ, int(fs))
+    return resample_poly(np.asarray(x, dtype=np.float64), C.FS_HZ // g, int(fs) // g)
+
+
+def read_person(folder: Path, k: int) -> Person:
+    """DREAMS excerpt ``k`` (1-4): its EEG at 100 Hz and its 30-s expert stages."""
+    folder = Path(folder)
+    fs = DREAMS_RATES[k]
+    channel, x = _read_column(folder / f"excerpt{k}.txt")
+    _, codes = _read_column(folder / f"Hypnogram_excerpt{k}.txt", "Hypnogram")
+    y = epoch_stages(codes, str(folder / f"Hypnogram_excerpt{k}.txt"))
+    x = to_device_rate(x, fs)
+    n = min(len(y), len(x) // C.EPOCH_SAMPLES)
+    if n == 0:
+        raise SleepEdgeError(f"{folder / f'excerpt{k}.txt'}: shorter than one {C.EPOCH_S}-s epoch")
+    return Person(f"excerpt{k}", channel, fs, x[: n * C.EPOCH_SAMPLES], y[:n])
+
+
+def load_dreams(folder: Path = DREAMS_DIR) -> list[Person]:
+    """The four DREAMS people, read in place."""
+    return [read_person(Path(folder), k) for k in sorted(DREAMS_RATES)]
+
+
+def device_epochs(person: Person) -> np.ndarray:
+    """Filtered epochs (n, 3000) float32 as the device forms them: int16 transport, causal
+    Butterworth from the first sample, 30-s cuts from the start."""
+    from host_tools.data import filters
+
+    return filters.filter_device(person.signal_uv).reshape(-1, C.EPOCH_SAMPLES)
+
+
+# --------------------------------------------------------------------------------------------
+# the stagers
+# --------------------------------------------------------------------------------------------
+
+def edge_zero_shot(edge_dir: Path, people: list[Person]) -> dict[str, np.ndarray]:
+    """The shipped int8 edge model in TFLite Micro, per person, as the device decides."""
+    from host_tools.deploy.predict import TflmModel, decide
+
+    tflm = TflmModel.load(edge_dir)
+    out = {}
+    for p in people:
+        raw = tflm.run_int8(tflm.quantize(device_epochs(p)))
+        out[p.name] = decide(raw, tflm.output_scale, tflm.output_zero_point)[0]
+    return out
+
+
+def yasa_stages(person: Person) -> np.ndarray:
+    """YASA's pretrained staging of one person from the EEG alone (no EOG in DREAMS)."""
+    import warnings
+
+    import mne
+    import yasa
+
+    from host_tools.bench.accuracy import YASA_TO_INDEX
+
+    info = mne.create_info([person.channel], float(C.FS_HZ), ch_types=["eeg"])
+    raw = mne.io.RawArray(person.signal_uv[None, :] * 1e-6, info, verbose="error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # YASA's classifier was pickled by an older scikit-learn
+        pred = yasa.SleepStaging(raw, eeg_name=person.channel).predict()
+    labels = np.asarray(getattr(pred, "hypno", pred)).astype(str)
+    if len(labels) < person.n_epochs:
+        raise SleepEdgeError(f"{person.name}: YASA staged {len(labels)} epochs, expected {person.n_epochs}")
+    return np.array([YASA_TO_INDEX.get(s, 0) for s in labels[: person.n_epochs]], dtype=np.int64)
+
+
+def gssc_stages(people: list[Person], python: Path = GSSC_PYTHON, timeout_s: float = 1800) -> dict[str, np.ndarray]:
+    """GSSC's staging of each person, in the GSSC environment (a subprocess: it needs PyTorch).
+
+    Raises
+    ------
+    SleepEdgeError
+        ``python`` is missing (``make bench-real`` creates it) or GSSC fails.
+    """
+    python = Path(python)
+    if not python.is_file():
+        raise SleepEdgeError(f"{python}: no GSSC environment (`make bench-real` creates .venv-gssc)")
+    with tempfile.TemporaryDirectory(prefix="sleepedge-gssc-") as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        arrays: dict[str, Any] = {"names": np.array([p.name for p in people])}
+        for p in people:
+            arrays |= {f"signal_{p.name}": p.signal_uv, f"fs_{p.name}": np.array(C.FS_HZ),
+                       f"channel_{p.name}": np.array(p.channel)}
+        np.savez(src, **arrays)
+        proc = subprocess.run([str(python), str(GSSC_SCRIPT), str(src), str(dst)], capture_output=True,
+                              text=True, timeout=timeout_s)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SleepEdgeError(f"{GSSC_SCRIPT}: GSSC failed in {python} ({last})")
+        res = np.load(dst)
+        out = {p.name: res[f"stages_{p.name}"][: p.n_epochs].astype(np.int64) for p in people}
+    for p in people:
+        if len(out[p.name]) != p.n_epochs:
+            raise SleepEdgeError(f"{p.name}: GSSC staged {len(out[p.name])} epochs, expected {p.n_epochs}")
+    return out
+
+
+def adapt_lopo(models_dir: Path, people: list[Person], seed: int = 0) -> dict[str, np.ndarray] | None:
+    """``sleepedge adapt`` leave-one-person-out: each person staged by the edge model adapted on
+    the other three. None when this build has no ``adapt`` (another branch brings it)."""
+    try:
+        from host_tools.learn import adapt  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    lopo = getattr(adapt, "lopo_predict", None)
+    if lopo is None:
+        return None
+    return lopo(models_dir, {p.name: (device_epochs(p), p.y) for p in people}, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# scoring and reports
+# --------------------------------------------------------------------------------------------
+
+def score_model(people: list[Person], predicted: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Pooled scores over all epochs plus each person's, and the spread of per-person figures."""
+    from host_tools import evaluation
+
+    y = np.concatenate([p.y for p in people])
+    pred = np.concatenate([predicted[p.name] for p in people])
+    pooled = evaluation.scores(y, pred)
+    per = {p.name: {k: evaluation.scores(p.y, predicted[p.name])[k] for k in ("n", "acc", "mf1", "kappa")}
+           for p in people}
+    spread = {k: {"mean": float(np.mean([v[k] for v in per.values()])),
+                  "sd": float(np.std([v[k] for v in per.values()], ddof=1)) if len(per) > 1 else 0.0}
+              for k in ("acc", "kappa")}
+    return {k: pooled[k] for k in ("n", "acc", "mf1", "kappa", "f1", "confusion")} | {
+        "per_person": per, "per_person_spread": spread}
+
+
+def corpus_summary(people: list[Person]) -> dict[str, Any]:
+    y = np.concatenate([p.y for p in people])
+    return {"name": CORPUS, "folder": str(DREAMS_DIR), "people": len(people), "epochs": int(len(y)),
+            "stage_counts": {s: int(np.sum(y == i)) for i, s in enumerate(C.STAGES)},
+            "recordings": [{"name": p.name, "channel": p.channel, "fs_orig": p.fs_orig, "epochs": p.n_epochs}
+                           for p in people]}
+
+
+def write_reports(out: Path, report: dict[str, Any], people: list[Person], preds: dict[str, dict]) -> None:
+    """JSON, Markdown, a confusion matrix per model and a hypnogram per person."""
+    from host_tools import plotting
+
+    out.mkdir(parents=True, exist_ok=True)
+    note = f"corpus: {CORPUS}"
+    for name, s in report["scores"].items():
+        plotting.confusion_matrix(out / f"confusion_{name}.png", s["confusion"], title=f"{name}, DREAMS (real)",
+                                  note=note)
+    for p in people:
+        plotting.hypnogram(out / f"hypnogram_{p.name}.png",
+                           {"expert": p.y} | {name: pr[p.name] for name, pr in preds.items()},
+                           title=f"DREAMS {p.name} ({p.channel}, real EEG)", note=note)
+    (out / "bench-real.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "README.md").write_text(format_markdown(report))
+
+
+def bench_real(models_dir: Path, out: Path, *, dreams: Path = DREAMS_DIR, with_yasa: bool = True,
+               gssc_python: Path | None = GSSC_PYTHON, with_adapt: bool = True, seed: int = 0,
+               log: Any = None) -> dict[str, Any]:
+    """Score every stager on the four DREAMS people and write reports into ``out``.
+
+    Parameters
+    ----------
+    models_dir
+        Folder with ``edge/model.tflite`` (the shipped int8 edge model).
+    gssc_python
+        The GSSC environment's Python; None or missing: GSSC is skipped and the report says why.
+    with_adapt
+        Run ``sleepedge adapt`` leave-one-person-out when this build has it.
+
+    Returns
+    -------
+    dict
+        What ``out/bench-real.json`` holds: ``scores`` per stager (pooled and per person),
+        ``skipped`` (stager -> reason), the corpus.
+    """
+    say = log or (lambda msg: None)
+    edge_dir = Path(models_dir) / "edge"
+    if not (edge_dir / "model.tflite").is_file():
+        raise SleepEdgeError(f"{edge_dir}: no model.tflite (the shipped int8 edge model)")
+    t0 = time.time()
+    people = load_dreams(dreams)
+    preds: dict[str, dict[str, np.ndarray]] = {}
+    skipped: dict[str, str] = {}
+    say("edge int8 (zero-shot) ...")
+    preds["edge_int8"] = edge_zero_shot(edge_dir, people)
+    if with_adapt:
+        say("adapt, leave one person out ...")
+        lopo = adapt_lopo(Path(models_dir), people, seed=seed)
+        if lopo is None:
+            skipped["adapt_lopo"] = "`sleepedge adapt` is not in this build"
+        else:
+            preds["adapt_lopo"] = lopo
+    if with_yasa:
+        say("YASA ...")
+        preds["yasa"] = {p.name: yasa_stages(p) for p in people}
+    if gssc_python is not None and Path(gssc_python).is_file():
+        say("GSSC (in its own environment) ...")
+        preds["gssc"] = gssc_stages(people, Path(gssc_python))
+    else:
+        skipped["gssc"] = (f"no GSSC environment at {gssc_python} (`make bench-real` creates .venv-gssc)"
+                           if gssc_python is not None else "not requested (--no-gssc)")
+    report = {"corpus": corpus_summary(people), "models": str(models_dir),
+              "scores": {name: score_model(people, pr) for name, pr in preds.items()},
+              "skipped": skipped, "reference_by_hand": {k: {"acc": a, "kappa": kk}
+                                                        for k, (a, kk) in REFERENCE_BY_HAND.items()},
+              "seconds": round(time.time() - t0, 1)}
+    write_reports(Path(out), report, people, preds)
+    return report
+
+
+LABELS = {"edge_int8": "SleepEdge int8 edge model, zero-shot (device arithmetic)",
+          "adapt_lopo": "SleepEdge edge model + `sleepedge adapt`, leave one person out",
+          "yasa": "YASA 0.8.1 pretrained (EEG only)",
+          "gssc": "GSSC 0.0.9 pretrained (EEG only, whole-excerpt context)"}
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: corpus first, then one row per stager."""
+    c = report["corpus"]
+    counts = ", ".join(f"{s} {n}" for s, n in c["stage_counts"].items())
+    lines = ["# Real-EEG benchmark", "", f"**Corpus: {c['name']}**", "",
+             f"{c['people']} people, {c['epochs']} epochs ({counts}); resampled to {C.FS_HZ} Hz.", "",
+             "| model | acc | macro-F1 | kappa | per-person acc (mean ± sd) | per-person kappa (mean ± sd) |",
+             "|---|---|---|---|---|---|"]
+    for name, s in report["scores"].items():
+        a, k = s["per_person_spread"]["acc"], s["per_person_spread"]["kappa"]
+        lines.append(f"| {LABELS.get(name, name)} | {s['acc']:.3f} | {s['mf1']:.3f} | {s['kappa']:.3f} | "
+                     f"{a['mean']:.3f} ± {a['sd']:.3f} | {k['mean']:.3f} ± {k['sd']:.3f} |")
+    for name, why in report.get("skipped", {}).items():
+        lines.append(f"| {LABELS.get(name, name)} | skipped: {why} | | | | |")
+    lines += ["", "Macro-F1 averages the stages present (DREAMS excerpts 1-4 hold no REM). With 4 people "
+              "and 240 epochs, differences of a few points are within the spread.", ""]
+    return "\n".join(lines)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, default=Path("models"), help="models folder (default: %(default)s)")
+    parser.add_argument("--dreams", type=Path, default=DREAMS_DIR, help="DREAMS excerpts folder (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("reports/bench-real"), help="report folder")
+    parser.add_argument("--gssc-python", type=Path, default=GSSC_PYTHON,
+                        help="Python of the GSSC environment (default: %(default)s)")
+    parser.add_argument("--no-gssc", action="store_true", help="skip GSSC")
+    parser.add_argument("--no-yasa", action="store_true", help="skip YASA")
+    parser.add_argument("--no-adapt", action="store_true", help="skip `sleepedge adapt` leave-one-person-out")
+
+
+def run(args: argparse.Namespace) -> int:
+    r = bench_real(args.models, args.out, dreams=args.dreams, with_yasa=not args.no_yasa,
+                   gssc_python=None if args.no_gssc else args.gssc_python, with_adapt=not args.no_adapt,
+                   log=lambda msg: print(f"bench real: {msg}", file=sys.stderr))
+    print(format_markdown(r))
+    print(f"wrote {args.out}")
+    return 0
