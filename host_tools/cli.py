@@ -24,6 +24,7 @@ from host_tools.errors import SleepEdgeError
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "fetch"), "host_tools.data.fetch", "download Sleep-EDF Expanded from PhysioNet, SHA-256 checked"),
     (("data", "synth"), "host_tools.data.synth", "write a synthetic PSG corpus as Sleep-EDF-style EDF files"),
+    (("data", "convert"), "host_tools.data.convert", "text signals + stage-per-line hypnogram (e.g. DREAMS) -> an EDF pair"),
     (("data", "prepare"), "host_tools.data.prepare", "read PSG + hypnogram EDFs into a per-night epoch cache"),
     (("train", "source"), "host_tools.learn.train", "train the source (cloud) model"),
     (("train", "cloud"), "host_tools.cloud.model", "train the cloud model: source CNN + the device's recent outputs"),

@@ -306,7 +306,7 @@ def _case_missing_channel(d: Path) -> Path:
 
 
 def _case_sample_rate(d: Path) -> Path:
-    return write_pair(d, SHORT, 3600, fs=128)[0]
+    return write_pair(d, SHORT, 3600, fs=40)[0]  # below 50 Hz: not resampled, refused
 
 
 def _case_truncated(d: Path) -> Path:
@@ -324,7 +324,7 @@ def _case_truncated(d: Path) -> Path:
         (_case_far_longer, "mismatched pair"),
         (_case_past_end, "past the end of the signal"),
         (_case_missing_channel, "available: EEG Pz-Oz, EOG horizontal"),
-        (_case_sample_rate, "128 Hz"),
+        (_case_sample_rate, "sampled at 40 Hz; SleepEdge needs at least 50 Hz"),
         (_case_truncated, "truncated EDF"),
     ],
     ids=lambda v: v.__name__ if callable(v) else None,

@@ -293,9 +293,10 @@ def read_psg_channel(path: str | Path, channel: str) -> tuple[np.ndarray, int, d
     return data, int(round(sfreq)), start
 
 
-def _check_not_truncated(path: Path) -> None:
+def _check_not_truncated(path: Path, bytes_per_sample: int = 2) -> None:
     """Compare the file size with what the header promises (MNE may silently read short files
-    or fail with an obscure message; we want one clear line naming the file)."""
+    or fail with an obscure message; we want one clear line naming the file). BDF files (same
+    header layout) store ``bytes_per_sample=3``."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(256)
@@ -319,10 +320,10 @@ def _check_not_truncated(path: Path) -> None:
         raise SleepEdgeError(f"{path}: malformed EDF signal header") from exc
     if n_records < 0:  # -1 = unknown (still being recorded); nothing to check against
         return
-    expected = header_bytes + 2 * sum(samples_per_record) * n_records
+    expected = header_bytes + bytes_per_sample * sum(samples_per_record) * n_records
     if size < expected:
         raise SleepEdgeError(
-            f"{path}: truncated EDF: {size} bytes but the header declares {n_records} data records "
+            f"{path}: truncated {'EDF' if bytes_per_sample == 2 else 'BDF'}: {size} bytes but the header declares {n_records} data records "
             f"({expected} bytes); re-download or re-export the file"
         )
 

@@ -1,11 +1,13 @@
-"""``sleepedge data prepare``: PSG + hypnogram EDF pairs -> a per-night epoch cache.
+"""``sleepedge data prepare``: PSG + hypnogram pairs (EDF, BDF, BrainVision, FIF; EDF+ or text
+hypnograms, see :mod:`host_tools.data.recordings`) -> a per-night epoch cache at 100 Hz.
 
 The cache layout is fixed by docs/architecture.md ("Data"):
 
 - ``out/nights/<ID>.npz``: ``x_raw`` int16 (n, 3000) device samples, ``x_filt`` float32 (n, 3000)
   (``filters.filter_device`` of the whole recording, then cut), ``y`` int8 class index into
   ``STAGES``, ``epoch_index`` int32 epoch number from the PSG start, and scalars ``subject``,
-  ``night``, ``fs``, ``channel``, ``domain``.
+  ``night``, ``fs`` (always 100), ``fs_in`` (the file's rate), ``channel`` (as the file names it),
+  ``domain``.
 - ``out/index.json``: version, channel, fs, wake margin, one entry per night, subject-wise folds.
 
 Epoch ``k`` is samples ``[3000k, 3000k + 3000)`` from the PSG start, the same numbering the device
@@ -43,7 +45,6 @@ _END_TOLERANCE_S = float(C.EPOCH_S)
 #: Past this overshoot the hypnogram cannot belong to the PSG (wrong pair), not just a short cut.
 _MISMATCH_OVERSHOOT_S = 3600.0
 
-_NIGHT_ID_RE = re.compile(r"^(S[CT]\d{4}[A-Z0-9]{2})-PSG\.edf$", re.IGNORECASE)
 
 
 # --- labelling -----------------------------------------------------------------------------
@@ -116,39 +117,66 @@ def check_pair(
             f"{hyp}: mismatched pair: hypnogram starts {hyp_start:%Y-%m-%d %H:%M:%S} but "
             f"{psg.name} starts {psg_start:%Y-%m-%d %H:%M:%S}"
         )
-    ends = [
-        o + d
-        for o, d, t in zip(onsets_s, durations_s, descriptions, strict=True)
-        if t != UNKNOWN_STAGE
-    ]
-    scored_end = max(ends, default=0.0)
-    over = scored_end - signal_s
-    if over >= _MISMATCH_OVERSHOOT_S:
-        raise SleepEdgeError(
-            f"{hyp}: mismatched pair: scored annotations run to {scored_end:.0f} s, "
-            f"{over:.0f} s past the end of {psg.name} ({signal_s:.0f} s of signal)"
-        )
-    if over >= _END_TOLERANCE_S:
-        raise SleepEdgeError(
-            f"{hyp}: annotations past the end of the signal: scored until {scored_end:.0f} s "
-            f"but {psg.name} holds {signal_s:.0f} s (is the PSG cut short?)"
-        )
+    from host_tools.data.recordings import Hypnogram, check_fits
+
+    check_fits(Hypnogram(Path(hyp), np.asarray(onsets_s), np.asarray(durations_s), list(descriptions), hyp_start),
+               psg, signal_s)
 
 
 # --- one night -------------------------------------------------------------------------------
 
+#: Generic recording names that say whose night it is: ``alice_n2``, ``bob-night1``.
+_GENERIC_NIGHT_RE = re.compile(r"^(?P<subject>.+?)[-_ ]n(?:ight)?(?P<night>\d+)$", re.IGNORECASE)
+#: Domain of recordings not named like Sleep-EDF (unless prepare_corpus is given one).
+USER_DOMAIN = "user"
+
+
 def night_id(psg: Path) -> str:
-    """``SC4001E0-PSG.edf`` -> ``SC4001E0``."""
-    m = _NIGHT_ID_RE.match(psg.name)
-    if not m:
-        raise SleepEdgeError(f"{psg}: not a Sleep-EDF PSG file name (expected e.g. SC4001E0-PSG.edf)")
-    return m[1].upper()
+    """``SC4001E0-PSG.edf`` -> ``SC4001E0``; ``excerpt1-PSG.edf`` -> ``excerpt1``."""
+    from host_tools.data.recordings import recording_id
+
+    nid = recording_id(psg)
+    if not nid:
+        raise SleepEdgeError(f"{psg}: cannot name the recording (expected NAME-PSG.<ext>)")
+    return nid
+
+
+def night_meta(nid: str, domain: str | None = None) -> tuple[str, int, str]:
+    """``(subject, night, domain)`` of a recording id.
+
+    Sleep-EDF ids: subject = first 5 characters (``SC400``), night = 6th, domain ``sc``/``st``.
+    Other ids: ``SUBJECT_nN`` / ``SUBJECT-nightN`` give subject and night; any other name is one
+    subject's night 1. ``domain`` overrides the domain (default ``user`` for non-Sleep-EDF ids).
+    """
+    from host_tools.data.recordings import is_sleep_edf_name
+
+    if is_sleep_edf_name(nid):
+        return nid[:5], int(nid[5]), domain or nid[:2].lower()
+    m = _GENERIC_NIGHT_RE.match(nid)
+    if m:
+        return m["subject"], int(m["night"]), domain or USER_DOMAIN
+    return nid, 1, domain or USER_DOMAIN
 
 
 def prepare_night(
-    psg: Path, hyp: Path, channel: str, wake_margin_min: float
+    psg: Path, hyp: Path, channel: str, wake_margin_min: float, *, stage_seconds: float = 30,
+    codes: str | None = None, domain: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Load, check, filter, cut and label one recording.
+    """Load, check, resample, filter, cut and label one recording.
+
+    Parameters
+    ----------
+    psg, hyp
+        A pair from :func:`host_tools.data.recordings.find_pairs` (any supported format).
+    channel
+        Channel name or comma-separated alternatives (``Fpz-Cz,C3-A1``).
+    wake_margin_min
+        Minutes of wake kept around the sleep period.
+    stage_seconds, codes
+        For text hypnograms: seconds per line and numeric code scheme (``aasm``, ``rk``,
+        ``rk-dreams``).
+    domain
+        Domain recorded in the cache (default: ``sc``/``st`` from Sleep-EDF names, else ``user``).
 
     Returns
     -------
@@ -157,22 +185,18 @@ def prepare_night(
     entry : dict
         The night's ``index.json`` entry (without ``file``).
     """
-    from host_tools.data import edf_io, filters
+    from host_tools.data import filters, recordings
 
     nid = night_id(psg)
-    signal, fs, psg_start = edf_io.read_psg_channel(psg, channel)
-    if fs != C.FS_HZ:
-        raise SleepEdgeError(
-            f"{psg}: channel {channel!r} is sampled at {fs} Hz; SleepEdge needs {C.FS_HZ} Hz"
-        )
-    ann = edf_io.read_hypnogram(hyp)
-    onsets = np.asarray(ann.onset, dtype=np.float64)
-    durations = np.asarray(ann.duration, dtype=np.float64)
-    descriptions = [str(d) for d in ann.description]
-    check_pair(psg, hyp, psg_start, ann.orig_time, onsets, durations, descriptions, len(signal) / fs)
+    signal, fs_in, psg_start, matched = recordings.read_eeg(psg, channel)
+    hypno = recordings.read_hypnogram(hyp, stage_seconds, codes)
+    # Text hypnograms carry no clock: they start with the signal.
+    hyp_start = hypno.start if hypno.start is not None and psg_start is not None else psg_start
+    check_pair(psg, hyp, psg_start, hyp_start, hypno.onsets, hypno.durations, hypno.descriptions,
+               len(signal) / C.FS_HZ)
 
     n_epochs = len(signal) // C.EPOCH_SAMPLES
-    label, text = epoch_labels(onsets, durations, descriptions, n_epochs)
+    label, text = epoch_labels(hypno.onsets, hypno.durations, hypno.descriptions, n_epochs)
     lo, hi = trim_wake(label, wake_margin_min)
     window = np.arange(lo, hi)
     keep = window[label[window] >= 0]
@@ -187,10 +211,7 @@ def prepare_night(
     x_filt = filt.reshape(n_epochs, C.EPOCH_SAMPLES)[keep]
     y = label[keep].astype(np.int8)
 
-    subject = nid[:5]
-    domain = nid[:2].lower()
-    night = int(nid[5])
-    canonical = edf_io.canonical_channel(channel)
+    subject, night, domain = night_meta(nid, domain)
     arrays = {
         "x_raw": np.ascontiguousarray(x_raw, dtype=np.int16),
         "x_filt": np.ascontiguousarray(x_filt, dtype=np.float32),
@@ -198,8 +219,9 @@ def prepare_night(
         "epoch_index": keep.astype(np.int32),
         "subject": np.array(subject),
         "night": np.array(night),
-        "fs": np.array(fs),
-        "channel": np.array(canonical),
+        "fs": np.array(C.FS_HZ),
+        "fs_in": np.array(fs_in),
+        "channel": np.array(matched),
         "domain": np.array(domain),
     }
     entry = {
@@ -212,6 +234,8 @@ def prepare_night(
         "dropped": dict(sorted(dropped.items())),
         "psg": str(psg.resolve()),
         "hypnogram": str(hyp.resolve()),
+        "channel": matched,
+        "fs_in": fs_in,
     }
     return arrays, entry
 
@@ -252,6 +276,9 @@ def prepare_corpus(
     folds: int = 5,
     seed: int = 0,
     *,
+    stage_seconds: float = 30,
+    codes: str | None = None,
+    domain: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Read every PSG/hypnogram pair under ``in_dir`` and write the cache to ``out_dir``.
@@ -259,16 +286,21 @@ def prepare_corpus(
     Parameters
     ----------
     in_dir
-        Folder with ``*-PSG.edf`` and ``*-Hypnogram.edf`` (searched recursively, pairs in the same
-        folder).
+        Folder with ``NAME-PSG.<edf|bdf|vhdr|fif>`` and their hypnograms (searched recursively,
+        pairs in the same folder; see :func:`host_tools.data.recordings.find_pairs`).
     out_dir
         Cache folder (created). Existing night files are overwritten.
     channel
-        EEG channel (``Fpz-Cz``, ``Pz-Oz``, ``EOG`` or an exact label).
+        EEG channel as the files name it, or comma-separated alternatives tried in order
+        (``Fpz-Cz,C3-A1,Cz-A1``; case-insensitive, ``EEG `` prefix optional).
     wake_margin_min
         Minutes of wake kept before the first and after the last sleep epoch.
     folds, seed
         Subject-wise folds (fewer when there are fewer subjects), shuffled by ``seed``.
+    stage_seconds, codes
+        Text hypnograms: seconds per line (30, 20, 5, ...) and numeric code scheme.
+    domain
+        Domain written for every night (default ``sc``/``st`` from Sleep-EDF names, else ``user``).
     progress
         Show a per-night progress bar on stderr.
 
@@ -279,20 +311,24 @@ def prepare_corpus(
     """
     from tqdm import tqdm
 
-    from host_tools.data import edf_io
+    from host_tools.data import recordings
 
     if wake_margin_min < 0:
         raise SleepEdgeError(f"--wake-margin-min must be >= 0, got {wake_margin_min}")
     if folds < 1:
         raise SleepEdgeError(f"--folds must be at least 1, got {folds}")
-    pairs = edf_io.find_pairs(in_dir)
+    if not stage_seconds > 0:
+        raise SleepEdgeError(f"--stage-seconds must be positive, got {stage_seconds}")
+    recordings.parse_channels(channel)
+    pairs = recordings.find_pairs(in_dir)
     out = Path(out_dir)
     (out / "nights").mkdir(parents=True, exist_ok=True)
     entries = []
     bar = tqdm(pairs, desc="prepare", unit="night", disable=not progress, file=sys.stderr)
     for psg, hyp in bar:
         bar.set_postfix_str(psg.name)
-        arrays, entry = prepare_night(psg, hyp, channel, wake_margin_min)
+        arrays, entry = prepare_night(psg, hyp, channel, wake_margin_min, stage_seconds=stage_seconds,
+                                      codes=codes, domain=domain)
         rel = f"nights/{entry['id']}.npz"
         tmp = out / f"{rel}.tmp.npz"
         np.savez(tmp, **arrays)  # uncompressed: training reads these repeatedly
@@ -300,7 +336,7 @@ def prepare_corpus(
         entries.append({"id": entry["id"], "file": rel, **{k: v for k, v in entry.items() if k != "id"}})
     index = {
         "version": INDEX_VERSION,
-        "channel": edf_io.canonical_channel(channel),
+        "channel": ",".join(sorted({e["channel"] for e in entries})) or channel,
         "fs": C.FS_HZ,
         "wake_margin_min": wake_margin_min,
         "nights": entries,
@@ -392,20 +428,40 @@ def load_epoch_numbers(cache: str | Path, night_ids: list[str]) -> np.ndarray:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``sleepedge data prepare``."""
     parser.add_argument("--in", dest="in_dir", required=True, type=Path,
-                        help="folder with *-PSG.edf and *-Hypnogram.edf (searched recursively)")
+                        help="folder with NAME-PSG.edf|.bdf|.vhdr|.fif and NAME-Hypnogram.edf|.csv|.txt "
+                             "(or Sleep-EDF names; searched recursively)")
     parser.add_argument("--out", dest="out_dir", required=True, type=Path, help="cache folder to write")
-    parser.add_argument("--channel", default="Fpz-Cz", help="EEG channel: Fpz-Cz (default), Pz-Oz, EOG")
+    add_recording_arguments(parser)
+    parser.add_argument("--domain", default=None,
+                        help="domain label for every night (default: sc/st for Sleep-EDF names, else user)")
     parser.add_argument("--wake-margin-min", type=float, default=30.0,
                         help="minutes of wake kept around the sleep period (default 30)")
     parser.add_argument("--folds", type=int, default=5, help="subject-wise folds (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="fold shuffle seed (default 0)")
 
 
+def add_recording_arguments(parser: argparse.ArgumentParser, *, channel_default: str = "Fpz-Cz") -> None:
+    """``--channel``, ``--stage-seconds`` and ``--codes``: how to read a recording and its hypnogram
+    (shared by ``data prepare``, ``predict``, ``monitor`` and the demo)."""
+    from host_tools.data.recordings import STAGE_CODES
+
+    parser.add_argument("--channel", default=channel_default,
+                        help="EEG channel as the file names it; comma-separated alternatives tried in order, "
+                             "case-insensitive, 'EEG ' prefix optional (default: %(default)s)")
+    parser.add_argument("--stage-seconds", type=float, default=30.0,
+                        help="text hypnograms: seconds per line, e.g. 30 (default), 20, 5; "
+                             "shorter stages are reduced to 30-s epochs by majority")
+    parser.add_argument("--codes", choices=tuple(STAGE_CODES), default=None,
+                        help="text hypnograms with numeric stages: aasm (0 W,1 N1,2 N2,3 N3,4 REM), "
+                             "rk (0 W,1-4 S1-S4,5 REM) or rk-dreams (5 W,4 REM,3 S1,2 S2,1 S3,0 S4)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the cache and print a one-line summary per stage."""
     index = prepare_corpus(
         args.in_dir, args.out_dir, channel=args.channel, wake_margin_min=args.wake_margin_min,
-        folds=args.folds, seed=args.seed,
+        folds=args.folds, seed=args.seed, stage_seconds=args.stage_seconds, codes=args.codes,
+        domain=args.domain,
     )
     totals = Counter()
     dropped = Counter()
