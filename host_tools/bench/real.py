@@ -35,11 +35,8 @@ from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
 DREAMS_DIR = SHARED_DIR / "data" / "dreams-spindles"
-#: Sampling rate of each excerpt: not in the files, given by the database's README.
-DREAMS_RATES = {1: 100, 2: 200, 3: 50, 4: 200}
-#: R&K codes of the 5-s hypnograms -> index into STAGES (stages 3 and 4 -> N3).
-RK_CODE_TO_INDEX = {5: 0, 3: 1, 2: 2, 1: 3, 0: 3, 4: 4}
-LABELS_PER_EPOCH = C.EPOCH_S // 5
+#: The excerpts scored here: the four people in ../shared (1-4 of the database's 8).
+DREAMS_EXCERPTS = (1, 2, 3, 4)
 GSSC_PYTHON = REPO_ROOT / ".venv-gssc" / "bin" / "python"
 GSSC_SCRIPT = Path(__file__).with_name("gssc_infer.py")
 CORPUS = "DREAMS Sleep Spindles excerpts 1-4 (real EEG, 4 people, 240 epochs, central montage C3-A1/Cz-A1)"
@@ -58,81 +55,45 @@ class Person:
     name: str  #: ``excerpt1`` ...
     channel: str  #: as the file names it, e.g. ``C3-A1``
     fs_orig: int
-    signal_uv: np.ndarray  #: float64 microvolts at ``constants.FS_HZ``
-    y: np.ndarray  #: int64 (n_epochs,) index into STAGES
+    signal_uv: np.ndarray  #: float64 microvolts at ``constants.FS_HZ``, whole 30-s epochs
+    y: np.ndarray  #: int64 index into STAGES, one per scored epoch
+    epochs: np.ndarray  #: epoch number (from the start) of each entry of ``y``
 
     @property
     def n_epochs(self) -> int:
         return len(self.y)
 
 
-def _read_column(path: Path, header: str | None = None) -> tuple[str, np.ndarray]:
-    """A DREAMS text file: ``[name]`` on the first line, one number per line after it."""
-    if not path.is_file():
-        raise SleepEdgeError(f"{path}: not found (the DREAMS excerpts live in {DREAMS_DIR})")
-    with open(path) as fh:
-        first = fh.readline().strip()
-        if not (first.startswith("[") and first.endswith("]")):
-            raise SleepEdgeError(f"{path}: first line {first[:40]!r} is not a [name] header")
-        try:
-            values = np.loadtxt(fh, dtype=np.float64, ndmin=1)
-        except ValueError as exc:
-            raise SleepEdgeError(f"{path}: not one number per line ({exc})") from exc
-    name = first[1:-1]
-    if header is not None and name != header:
-        raise SleepEdgeError(f"{path}: header [{name}], expected [{header}]")
-    return name, values
-
-
-def epoch_stages(codes_5s: np.ndarray, source: str = "hypnogram") -> np.ndarray:
-    """Per-30-s expert stage from 5-s R&K codes: the majority of each epoch's six labels.
-
-    A tie goes to the label that comes first in the epoch (the scorer's first impression).
-    A trailing partial epoch is dropped.
-    """
-    codes = np.asarray(codes_5s).astype(np.int64)
-    unknown = sorted(set(codes.tolist()) - set(RK_CODE_TO_INDEX))
-    if unknown:
-        raise SleepEdgeError(f"{source}: unknown stage codes {unknown} (expected R&K 0-5)")
-    idx = np.array([RK_CODE_TO_INDEX[c] for c in codes], dtype=np.int64)
-    n = len(idx) // LABELS_PER_EPOCH
-    out = np.empty(n, dtype=np.int64)
-    for k, block in enumerate(idx[: n * LABELS_PER_EPOCH].reshape(n, LABELS_PER_EPOCH)):
-        counts = np.bincount(block, minlength=C.N_CLASSES)
-        best = np.flatnonzero(counts == counts.max())
-        out[k] = next(s for s in block if s in best)
-    return out
-
-
-def to_device_rate(x: np.ndarray, fs: int) -> np.ndarray:
-    """Resample to ``constants.FS_HZ`` with a polyphase anti-aliasing filter."""
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    if fs == C.FS_HZ:
-        return np.asarray(x, dtype=np.float64)
-    g = gcd(C.FS_HZ, int(fs))
-    return resample_poly(np.asarray(x, dtype=np.float64), C.FS_HZ // g, int(fs) // g)
-
-
 def read_person(folder: Path, k: int) -> Person:
-    """DREAMS excerpt ``k`` (1-4): its EEG at 100 Hz and its 30-s expert stages."""
+    """DREAMS excerpt ``k``: its EEG resampled to 100 Hz and its expert stage per 30-s epoch.
+
+    Read in memory with ``sleepedge data convert``'s readers (the excerpt's known rate, 5-s
+    R&K-DREAMS codes reduced to 30-s epochs by majority). An epoch without a majority stage
+    (none in excerpts 1-4) would be dropped, as prepare drops unscored epochs.
+    """
+    from host_tools.data import convert, recordings
+
     folder = Path(folder)
-    fs = DREAMS_RATES[k]
-    channel, x = _read_column(folder / f"excerpt{k}.txt")
-    _, codes = _read_column(folder / f"Hypnogram_excerpt{k}.txt", "Hypnogram")
-    y = epoch_stages(codes, str(folder / f"Hypnogram_excerpt{k}.txt"))
-    x = to_device_rate(x, fs)
-    n = min(len(y), len(x) // C.EPOCH_SAMPLES)
+    sig_path, hyp_path = folder / f"excerpt{k}.txt", folder / f"Hypnogram_excerpt{k}.txt"
+    for path in (sig_path, hyp_path):
+        if not path.is_file():
+            raise SleepEdgeError(f"{path}: not found (DREAMS excerpts are read in place from {DREAMS_DIR})")
+    fs = convert.DREAMS_RATES[k]
+    x_uv, channel = convert.read_text_signal(sig_path)
+    keys = recordings.read_text_stages(hyp_path, codes=convert.DREAMS_CODES)
+    texts = recordings.reduce_to_epochs(keys, convert.DREAMS_STAGE_SECONDS)
+    x = recordings.resample_to_device(x_uv, fs, sig_path)
+    n = min(len(texts), len(x) // C.EPOCH_SAMPLES)
     if n == 0:
-        raise SleepEdgeError(f"{folder / f'excerpt{k}.txt'}: shorter than one {C.EPOCH_S}-s epoch")
-    return Person(f"excerpt{k}", channel, fs, x[: n * C.EPOCH_SAMPLES], y[:n])
+        raise SleepEdgeError(f"{sig_path}: shorter than one {C.EPOCH_S}-s epoch")
+    label = np.array([-1 if C.RK_TO_AASM.get(t) is None else C.RK_TO_AASM[t] for t in texts[:n]], dtype=np.int64)
+    keep = np.flatnonzero(label >= 0)
+    return Person(f"excerpt{k}", channel or "EEG", fs, x[: n * C.EPOCH_SAMPLES], label[keep], keep)
 
 
 def load_dreams(folder: Path = DREAMS_DIR) -> list[Person]:
     """The four DREAMS people, read in place."""
-    return [read_person(Path(folder), k) for k in sorted(DREAMS_RATES)]
+    return [read_person(Path(folder), k) for k in DREAMS_EXCERPTS]
 
 
 def device_epochs(person: Person) -> np.ndarray:
@@ -140,7 +101,7 @@ def device_epochs(person: Person) -> np.ndarray:
     Butterworth from the first sample, 30-s cuts from the start."""
     from host_tools.data import filters
 
-    return filters.filter_device(person.signal_uv).reshape(-1, C.EPOCH_SAMPLES)
+    return filters.filter_device(person.signal_uv).reshape(-1, C.EPOCH_SAMPLES)[person.epochs]
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,9 +135,9 @@ def yasa_stages(person: Person) -> np.ndarray:
         warnings.simplefilter("ignore")  # YASA's classifier was pickled by an older scikit-learn
         pred = yasa.SleepStaging(raw, eeg_name=person.channel).predict()
     labels = np.asarray(getattr(pred, "hypno", pred)).astype(str)
-    if len(labels) < person.n_epochs:
-        raise SleepEdgeError(f"{person.name}: YASA staged {len(labels)} epochs, expected {person.n_epochs}")
-    return np.array([YASA_TO_INDEX.get(s, 0) for s in labels[: person.n_epochs]], dtype=np.int64)
+    if len(labels) <= person.epochs.max():
+        raise SleepEdgeError(f"{person.name}: YASA staged {len(labels)} epochs, needs epoch {person.epochs.max()}")
+    return np.array([YASA_TO_INDEX.get(s, 0) for s in labels[person.epochs]], dtype=np.int64)
 
 
 def gssc_stages(people: list[Person], python: Path = GSSC_PYTHON, timeout_s: float = 1800) -> dict[str, np.ndarray]:
@@ -202,11 +163,13 @@ def gssc_stages(people: list[Person], python: Path = GSSC_PYTHON, timeout_s: flo
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise SleepEdgeError(f"{GSSC_SCRIPT}: GSSC failed in {python} ({last})")
-        res = np.load(dst)
-        out = {p.name: res[f"stages_{p.name}"][: p.n_epochs].astype(np.int64) for p in people}
+        res = {k: v for k, v in np.load(dst).items()}
+    out = {}
     for p in people:
-        if len(out[p.name]) != p.n_epochs:
-            raise SleepEdgeError(f"{p.name}: GSSC staged {len(out[p.name])} epochs, expected {p.n_epochs}")
+        staged = res[f"stages_{p.name}"].astype(np.int64)
+        if len(staged) <= p.epochs.max():
+            raise SleepEdgeError(f"{p.name}: GSSC staged {len(staged)} epochs, needs epoch {p.epochs.max()}")
+        out[p.name] = staged[p.epochs]
     return out
 
 
@@ -247,7 +210,8 @@ def corpus_summary(people: list[Person]) -> dict[str, Any]:
     y = np.concatenate([p.y for p in people])
     return {"name": CORPUS, "folder": str(DREAMS_DIR), "people": len(people), "epochs": int(len(y)),
             "stage_counts": {s: int(np.sum(y == i)) for i, s in enumerate(C.STAGES)},
-            "recordings": [{"name": p.name, "channel": p.channel, "fs_orig": p.fs_orig, "epochs": p.n_epochs}
+            "recordings": [{"name": p.name, "channel": p.channel, "fs_orig": p.fs_orig, "epochs": p.n_epochs,
+                            "stage_counts": {s: int(np.sum(p.y == i)) for i, s in enumerate(C.STAGES)}}
                            for p in people]}
 
 
