@@ -33,6 +33,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("compress",), "host_tools.learn.compress", "prune and int8-quantize the edge model"),
     (("export",), "host_tools.deploy.export", "emit C arrays and headers for the firmware"),
     (("predict",), "host_tools.deploy.predict", "host reference of the device: filter + int8 model in TFLM"),
+    (("adapt",), "host_tools.adapt", "adapt the shipped models to a few labelled recordings (leave-one-person-out)"),
     (("bench", "accuracy"), "host_tools.bench.accuracy", "accuracy, escalation curve and plots"),
     (("bench", "real"), "host_tools.bench.real", "real EEG: DREAMS people, edge model vs adapt, YASA and GSSC"),
     (("bench", "device"), "host_tools.bench.device", "flash/RAM/instructions of the firmware on the emulated board"),

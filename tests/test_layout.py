@@ -13,7 +13,7 @@ PKG = Path(__file__).resolve().parent.parent / "host_tools"
 STAGES = ["data", "learn", "deploy", "cloud", "device", "bench"]
 ROOT_HELPERS = {"constants", "errors", "evaluation", "plotting"}
 #: Root modules that drive or expose every stage.
-ROOT_DRIVERS = {"cli", "pipeline", "__main__", "demo", "bench_device"}
+ROOT_DRIVERS = {"cli", "pipeline", "__main__", "demo", "bench_device", "adapt"}
 
 
 def _imported_modules(path: Path) -> list[tuple[int, str]]:

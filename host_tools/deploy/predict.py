@@ -25,10 +25,12 @@ MODEL_FILE = "model.tflite"
 
 
 def resolve_tflite(model: str | Path) -> Path:
-    """A ``.tflite`` file, or the ``model.tflite`` inside a model folder (e.g. ``models/edge``)."""
+    """A ``.tflite`` file, the ``model.tflite`` inside a model folder (e.g. ``models/edge``), or
+    the edge model of a models folder (``models/``, or an ``sleepedge adapt`` output)."""
     path = Path(model)
     if path.is_dir():
-        path = path / MODEL_FILE
+        path = path / MODEL_FILE if (path / MODEL_FILE).is_file() or not (path / "edge").is_dir() \
+            else path / "edge" / MODEL_FILE
     if not path.is_file():
         raise SleepEdgeError(f"{path}: no such model (give a .tflite file or a folder holding {MODEL_FILE})")
     return path
