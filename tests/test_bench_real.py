@@ -67,12 +67,13 @@ def test_edge_zero_shot_is_the_device_path(people):
 def test_bench_real_cli_without_gssc(tmp_path):
     """Edge zero-shot and YASA on all 240 epochs; GSSC absent is reported as skipped, never faked."""
     out = tmp_path / "bench-real"
-    rc = main(["bench", "real", "--out", str(out), "--gssc-python", str(tmp_path / "no-venv" / "python")])
+    rc = main(["bench", "real", "--out", str(out), "--gssc-python", str(tmp_path / "no-venv" / "python"),
+               "--no-adapt"])
     assert rc == 0
     r = json.loads((out / "bench-real.json").read_text())
     assert r["corpus"]["epochs"] == 240 and r["corpus"]["people"] == 4
     assert set(r["scores"]) >= {"edge_int8", "yasa"} and "gssc" not in r["scores"]
-    assert "make bench-real" in r["skipped"]["gssc"]
+    assert "make bench-real" in r["skipped"]["gssc"] and "adapt_lopo" in r["skipped"]
     for name, s in r["scores"].items():
         assert s["n"] == 240 and sum(map(sum, s["confusion"])) == 240, name
         assert set(s["per_person"]) == {"excerpt1", "excerpt2", "excerpt3", "excerpt4"}
@@ -97,3 +98,19 @@ def test_gssc_on_one_person(people):
     from host_tools import evaluation
 
     assert evaluation.scores(p.y, staged)["kappa"] > 0.2  # a real stager, not noise
+
+
+def test_adapt_input_is_the_same_people(people, tmp_path):
+    """What `sleepedge adapt` is given (EDF pairs in a temporary folder, one person each) reads
+    back with adapt's own loader as the same 240 epochs, labels and (to EDF precision) signals.
+    The adapt run itself takes minutes: `make bench-real` does it, tests/test_adapt* cover it."""
+    from host_tools.learn.adapt import load_recordings
+
+    person_of = R.write_dreams_pairs(R.DREAMS_DIR, tmp_path)
+    rec = load_recordings(tmp_path, ["C3-A1", "CZ-A1"], person_of)
+    assert sorted(rec.people) == [p.name for p in people] and len(rec.y) == 240
+    for p in people:
+        m = rec.person == p.name
+        assert np.array_equal(rec.y[m], p.y)
+        x = R.device_epochs(p)
+        assert np.abs(rec.x[m] - x).max() < 0.05 * np.abs(x).max()
