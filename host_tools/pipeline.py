@@ -451,9 +451,9 @@ def _label_download(m: dict[str, Any], check: dict[str, Any]) -> None:
         studies = check["studies"].values()
         bad = sum(len(st["unverified"]) for st in studies)
         total = bad + sum(st["verified"] for st in studies)
-        why = f"{bad} of {total} files" if check.get("sums") else "no PhysioNet SHA-256 list to check the files against:"
-        m["corpus"] = (f"NOT verified Sleep-EDF: {why} under {check['dir']} not in PhysioNet's SHA-256 list; "
-                       f"figures describe those files, not Sleep-EDF ({m['corpus']})")
+        why = (f"{bad} of {total} files under {check['dir']} are not in PhysioNet's SHA-256 list" if check.get("sums")
+               else f"no PhysioNet SHA-256 list to check the files under {check['dir']} against")
+        m["corpus"] = f"NOT verified Sleep-EDF: {why}; figures describe those files, not Sleep-EDF ({m['corpus']})"
 
 
 def _corpus_note(m: dict[str, Any]) -> str:

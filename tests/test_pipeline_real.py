@@ -98,3 +98,20 @@ def test_make_train_on_standin_download(standin, tmp_path_factory):
     assert "**The corpus is NOT verified Sleep-EDF" in card
     assert "sleep-telemetry (ST) recordings" in card
     assert re.search(r"--sleep-edf \S+", card)
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_card_names_the_corpus_from_the_check(verified):
+    """A download whose every file verified is called Sleep-EDF; otherwise NOT verified, in bold."""
+    check = {"dir": "dl", "sums": "SHA256SUMS.txt", "verified": verified,
+             "studies": {"sc": {"psg": 2, "hypnograms": 2, "verified": 4 if verified else 3,
+                                "unverified": [] if verified else ["SC4001E0-PSG.edf"]}}}
+    m = {"corpus": "Sleep-EDF Expanded (PSG SHA-256 verified ...)", "synthetic": False, "synth": {"seed": 0}}
+    pipeline._label_download(m, check)
+    note = pipeline._corpus_note(m)
+    assert "synth" not in m and m["synthetic"] is (not verified) and m["sleep_edf"] is check
+    if verified:
+        assert m["corpus"].startswith("Sleep-EDF Expanded") and "NOT" not in note and "SC: 2 PSG files" in note
+    else:
+        assert m["corpus"].startswith("NOT verified Sleep-EDF: 1 of 4 files under dl")
+        assert note.startswith("**The corpus is NOT verified Sleep-EDF")
