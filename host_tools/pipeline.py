@@ -223,7 +223,9 @@ def verify_download(root: Path, sums_path: Path | None = None) -> dict[str, Any]
 
 def stage_verify(p: Paths, s: Settings) -> None:
     assert p.sleep_edf is not None
-    report = verify_download(p.sleep_edf)
+    from host_tools import shown_path
+
+    report = verify_download(p.sleep_edf) | {"written_to": shown_path(p.corpus_check)}
     p.work.mkdir(parents=True, exist_ok=True)
     p.corpus_check.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -468,8 +470,8 @@ def _corpus_note(m: dict[str, Any]) -> str:
         return (f"Sleep-EDF Expanded from `{check['dir']}` ({studies}); every file's SHA-256 matches PhysioNet's "
                 f"list. Protocol: {m['protocol']}.")
     return (f"**The corpus is NOT verified Sleep-EDF: the files under `{check['dir']}` ({studies}) do not all "
-            "match PhysioNet's SHA-256 list (`work/corpus.json` names them). They may be synthetic stand-ins "
-            "or altered files: no figure below is a Sleep-EDF result.** "
+            f"match PhysioNet's SHA-256 list (`{check.get('written_to', 'corpus.json')}` names them). They may "
+            "be synthetic stand-ins or altered files: no figure below is a Sleep-EDF result.** "
             f"Protocol as for the real database: {m['protocol']}.")
 
 

@@ -115,3 +115,14 @@ def test_card_names_the_corpus_from_the_check(verified):
     else:
         assert m["corpus"].startswith("NOT verified Sleep-EDF: 1 of 4 files under dl")
         assert note.startswith("**The corpus is NOT verified Sleep-EDF")
+
+
+def test_download_without_telemetry_has_no_transfer_stage(tmp_path):
+    """Only sleep-cassette/: prepare-st and transfer are left out (no curve), verify replaces synth."""
+    write_standin_download(tmp_path / "dl", "sc", [0], nights=1)
+    p = pipeline.Paths(tmp_path / "w", tmp_path / "m", tmp_path / "r", sleep_edf=tmp_path / "dl")
+    names = [n for n, _, _ in pipeline.plan(p, pipeline.quick_settings(), "")]
+    assert names[0] == "verify" and "prepare-sc" in names
+    assert not {"synth-sc", "synth-st", "prepare-st", "transfer"} & set(names)
+    (tmp_path / "dl" / "sleep-telemetry").mkdir()
+    assert "transfer" not in [n for n, _, _ in pipeline.plan(p, pipeline.quick_settings(), "")]
