@@ -16,19 +16,24 @@ HYPNO     ?=
 CHANNEL   ?=
 STAGE_SECONDS ?=
 CODES     ?=
+SLEEP_EDF ?=
+# GSSC (bench-real's outside reference) needs PyTorch: its own environment, never the main one.
+GSSC_VENV ?= .venv-gssc
 THRESHOLD ?=
 # Models folder every target uses: models/ (shipped) or a `sleepedge adapt` output.
 MODELS    ?= models
 MODELS_ABS = $(abspath $(MODELS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt venv test demo train bench bench-accuracy bench-device firmware flash headers clean models-check
+.PHONY: help setup apt venv gssc-venv test demo train bench bench-accuracy bench-device bench-real firmware flash headers clean models-check
 
 help:
 	@echo "make demo          build firmware, boot the emulated STM32F405, stream a night, print the summary"
 	@echo "make test          run the test suite (installs what it needs)"
 	@echo "make train         reproduce models/ on the default synthetic corpus"
-	@echo "make bench         accuracy + device benchmarks (reports/)"
+	@echo "make train SLEEP_EDF=DIR   the same on a Sleep-EDF download (sleepedge data fetch --out DIR)"
+	@echo "make bench         accuracy + device + real-EEG benchmarks (reports/)"
+	@echo "make bench-real    real EEG (DREAMS, 4 people): edge model vs YASA and GSSC (reports/bench-real/)"
 	@echo "make firmware      build firmware/build/qemu/firmware.elf"
 	@echo "make flash BOARD=qemu|esp32dev|nucleo_f446re [PORT=...]"
 	@echo "  firmware, flash and demo take MODELS=DIR (default models; e.g. a \`sleepedge adapt\` output)"
@@ -76,9 +81,20 @@ demo: setup firmware
 	$(PY) -m host_tools.demo --out $(OUT) --models $(MODELS_ABS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CHANNEL),--channel $(CHANNEL)) $(if $(STAGE_SECONDS),--stage-seconds $(STAGE_SECONDS)) $(if $(CODES),--codes $(CODES))
 
 train: setup
-	$(PY) -m host_tools.pipeline
+	$(PY) -m host_tools.pipeline $(if $(SLEEP_EDF),--sleep-edf $(SLEEP_EDF))
 
-bench: bench-accuracy bench-device
+bench: bench-accuracy bench-device bench-real
+
+gssc-venv: $(GSSC_VENV)/.installed
+
+$(GSSC_VENV)/.installed: requirements-gssc.lock
+	@test -x $(GSSC_VENV)/bin/python || python3 -m venv $(GSSC_VENV)
+	$(GSSC_VENV)/bin/python -m pip install -q -r requirements-gssc.lock
+	@touch $@
+
+# Real EEG: the DREAMS people in ../shared, read in place; reports only (nothing derived is committed).
+bench-real: setup gssc-venv
+	$(SLEEPEDGE) bench real --models $(MODELS) --out reports/bench-real --gssc-python $(GSSC_VENV)/bin/python
 
 # The benchmark corpus is regenerated (deterministically) when missing: it is not committed.
 bench-accuracy: setup

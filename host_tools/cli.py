@@ -35,6 +35,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("predict",), "host_tools.deploy.predict", "host reference of the device: filter + int8 model in TFLM"),
     (("adapt",), "host_tools.adapt", "adapt the shipped models to a few labelled recordings (leave-one-person-out)"),
     (("bench", "accuracy"), "host_tools.bench.accuracy", "accuracy, escalation curve and plots"),
+    (("bench", "real"), "host_tools.bench.real", "real EEG: DREAMS people, edge model vs adapt, YASA and GSSC"),
     (("bench", "device"), "host_tools.bench.device", "flash/RAM/instructions of the firmware on the emulated board"),
     (("monitor",), "host_tools.device.monitor", "stream a recording to the device and watch the hypnogram"),
     (("cloud", "serve"), "host_tools.cloud.service", "HTTP service running the cloud model on escalations"),

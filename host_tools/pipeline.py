@@ -1,8 +1,11 @@
-"""``make train``: reproduce ``models/`` from nothing on the default synthetic corpus.
+"""``make train``: reproduce ``models/`` from nothing on the default synthetic corpus, or on a
+real Sleep-EDF download (``make train SLEEP_EDF=DIR``).
 
 Stages (each skipped when its output exists, unless ``--force``):
 
     synth-sc, synth-st   synthetic Sleep-EDF-style corpora (SC: 20 subjects x 2 nights, ST: 12 x 2)
+    verify               (``--sleep-edf DIR`` instead of synth) the download's layout and every
+                         file's SHA-256 against PhysioNet's list -> work/corpus.json
     prepare-sc, -st      epoch caches (5 subject folds; fold 0 = held-out test subjects)
     source               source (cloud) CNN on SC, fold 0 held out, fold 1 for early stopping
     transfer             fine-tune curve of the source model on k ST nights
@@ -16,6 +19,14 @@ Stages (each skipped when its output exists, unless ``--force``):
 
 ``python -m host_tools.pipeline --quick --out DIR`` runs the same chain on a tiny corpus in
 minutes, writing everything under DIR (used by the tests).
+
+``--sleep-edf DIR`` (what ``sleepedge data fetch --out DIR`` writes: ``DIR/sleep-cassette/``,
+optionally ``DIR/sleep-telemetry/``) runs the same chain on those files with the literature's
+protocol: Fpz-Cz, wake kept to +-30 min around sleep, subject-wise folds; the source, edge and
+cloud models learn from the sleep-cassette (SC) nights, the transfer curve uses the telemetry
+(ST) nights when present. The model card calls the corpus Sleep-EDF only when every file's
+SHA-256 is in PhysioNet's list (``../shared/data/sleep-edfx/SHA256SUMS.txt``); otherwise it says
+in bold that the corpus is NOT verified Sleep-EDF.
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ import numpy as np
 from host_tools import REPO_ROOT
 from host_tools.errors import SleepEdgeError
 
+#: Sub-folders of a Sleep-EDF download (``host_tools.data.fetch.STUDY_FOLDERS``).
+SC_FOLDER, ST_FOLDER = "sleep-cassette", "sleep-telemetry"
 
 
 @dataclass
@@ -96,7 +109,18 @@ class Paths:
     work: Path
     models: Path
     reports: Path
+    #: A Sleep-EDF download (``sleepedge data fetch`` layout); None: the synthetic corpora.
+    sleep_edf: Path | None = None
 
+    @property
+    def sc_source(self) -> Path:
+        """The PSG/hypnogram folder the SC cache is prepared from."""
+        return self.sleep_edf / SC_FOLDER if self.sleep_edf is not None else self.synth_sc
+    @property
+    def st_source(self) -> Path:
+        return self.sleep_edf / ST_FOLDER if self.sleep_edf is not None else self.synth_st
+    @property
+    def corpus_check(self) -> Path: return self.work / "corpus.json"
     @property
     def synth_sc(self) -> Path: return self.work / "synth" / "sc"
     @property
@@ -136,8 +160,74 @@ def stage_synth(p: Paths, s: Settings, domain: str) -> None:
 
 def stage_prepare(p: Paths, s: Settings, domain: str) -> None:
     prepare = _need("host_tools.data.prepare")
-    src, out = (p.synth_sc, p.cache_sc) if domain == "sc" else (p.synth_st, p.cache_st)
-    prepare.prepare_corpus(src, out, channel="Fpz-Cz", folds=s.folds, seed=s.seed)
+    src, out = (p.sc_source, p.cache_sc) if domain == "sc" else (p.st_source, p.cache_st)
+    # The literature's protocol: Fpz-Cz, wake kept to 30 min either side of sleep.
+    prepare.prepare_corpus(src, out, channel="Fpz-Cz", wake_margin_min=30, folds=s.folds, seed=s.seed)
+
+
+def _psg_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*-PSG.edf")) if folder.is_dir() else []
+
+
+def has_telemetry(p: Paths) -> bool:
+    """Whether the ST (transfer) corpus exists: always for synthetic runs, for a download when
+    its ``sleep-telemetry/`` folder holds PSG files."""
+    return p.sleep_edf is None or bool(_psg_files(p.st_source))
+
+
+def verify_download(root: Path, sums_path: Path | None = None) -> dict[str, Any]:
+    """Check a Sleep-EDF download's layout and every EDF's SHA-256 against PhysioNet's list.
+
+    Parameters
+    ----------
+    root
+        What ``sleepedge data fetch --out`` wrote: ``sleep-cassette/`` (required) and optionally
+        ``sleep-telemetry/``.
+    sums_path
+        PhysioNet's ``SHA256SUMS.txt``; default the copy in ``../shared/data/sleep-edfx/`` (never a
+        list shipped inside ``root``, which proves nothing about the files beside it).
+
+    Returns
+    -------
+    dict
+        ``{"dir", "sums", "verified" (bool: every file listed with its exact path and hash),
+        "studies": {"sc"|"st": {"psg": n, "hypnograms": n, "verified": n, "unverified": [names]}}}``.
+    """
+    from host_tools.bench.accuracy import SHA256SUMS
+    from host_tools.data.fetch import parse_sums, sha256_file
+
+    root = Path(root)
+    sc_dir = root / SC_FOLDER
+    if not _psg_files(sc_dir):
+        raise SleepEdgeError(f"{sc_dir}: no Sleep-EDF PSG files (*-PSG.edf); SLEEP_EDF must be the folder "
+                             "`sleepedge data fetch --out DIR` wrote (DIR/sleep-cassette/SC4ssN?0-PSG.edf)")
+    sums_path = Path(sums_path) if sums_path is not None else SHA256SUMS
+    sums = parse_sums(sums_path.read_text(), str(sums_path)) if sums_path.is_file() else {}
+    from host_tools import shown_path
+
+    report: dict[str, Any] = {"dir": shown_path(root), "sums": str(sums_path) if sums else None, "studies": {}}
+    ok = bool(sums)
+    for study, folder in (("sc", SC_FOLDER), ("st", ST_FOLDER)):
+        files = sorted((root / folder).glob("*.edf")) if (root / folder).is_dir() else []
+        if not files:
+            continue
+        bad = [f.name for f in files if sums.get(f"{folder}/{f.name}") != sha256_file(f)]
+        report["studies"][study] = {
+            "psg": sum(f.name.endswith("-PSG.edf") for f in files),
+            "hypnograms": sum(f.name.endswith("-Hypnogram.edf") for f in files),
+            "verified": len(files) - len(bad), "unverified": bad}
+        ok = ok and not bad
+    report["verified"] = ok
+    return report
+
+
+def stage_verify(p: Paths, s: Settings) -> None:
+    assert p.sleep_edf is not None
+    from host_tools import shown_path
+
+    report = verify_download(p.sleep_edf) | {"written_to": shown_path(p.corpus_check)}
+    p.work.mkdir(parents=True, exist_ok=True)
+    p.corpus_check.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def stage_source(p: Paths, s: Settings) -> None:
@@ -330,6 +420,8 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
         "transfer": _transfer_summary(transfer),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items() if k != "extra"},
     }
+    if p.sleep_edf is not None:
+        _label_download(m, json.loads(p.corpus_check.read_text()))
     float_edge = p.models / "edge" / "float.keras"
     if distil.get("edge"):
         m["edge_budget"] = distil["edge"]
@@ -348,6 +440,39 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
         m["filter_ablation"] = {"passes": fa["passes"], "filtered": _abc(fa["filtered"]),
                                 "unfiltered": _abc(fa["unfiltered"])}
     return m
+
+
+def _label_download(m: dict[str, Any], check: dict[str, Any]) -> None:
+    """Metrics of a run on a Sleep-EDF download: no synth recipe, the SHA-256 check recorded,
+    and the corpus called Sleep-EDF only when every file passed it."""
+    del m["synth"]
+    m["sleep_edf"] = check
+    m["protocol"] = "Fpz-Cz, wake kept to +-30 min around sleep, subject-wise folds; SC for the models, ST for transfer"
+    m["synthetic"] = not check["verified"]
+    if not check["verified"]:
+        studies = check["studies"].values()
+        bad = sum(len(st["unverified"]) for st in studies)
+        total = bad + sum(st["verified"] for st in studies)
+        why = (f"{bad} of {total} files under {check['dir']} are not in PhysioNet's SHA-256 list" if check.get("sums")
+               else f"no PhysioNet SHA-256 list to check the files under {check['dir']} against")
+        m["corpus"] = f"NOT verified Sleep-EDF: {why}; figures describe those files, not Sleep-EDF ({m['corpus']})"
+
+
+def _corpus_note(m: dict[str, Any]) -> str:
+    """The model card's bold line on where the figures come from."""
+    check = m.get("sleep_edf")
+    if check is None:
+        return ("**All figures below come from a SYNTHETIC corpus generated by `host_tools.data.synth` (real "
+                "Sleep-EDF hypnograms may drive the stage sequences, but every signal is generated). They "
+                "describe the generator, not Sleep-EDF and not real patients.**") if m["synthetic"] else ""
+    studies = ", ".join(f"{k.upper()}: {v['psg']} PSG files" for k, v in check["studies"].items())
+    if check["verified"]:
+        return (f"Sleep-EDF Expanded from `{check['dir']}` ({studies}); every file's SHA-256 matches PhysioNet's "
+                f"list. Protocol: {m['protocol']}.")
+    return (f"**The corpus is NOT verified Sleep-EDF: the files under `{check['dir']}` ({studies}) do not all "
+            f"match PhysioNet's SHA-256 list (`{check.get('written_to', 'corpus.json')}` names them). They may "
+            "be synthetic stand-ins or altered files: no figure below is a Sleep-EDF result.** "
+            f"Protocol as for the real database: {m['protocol']}.")
 
 
 def _find_scores(d: Any) -> dict[str, float] | None:
@@ -417,9 +542,7 @@ def model_card(m: dict[str, Any], command: str) -> str:
     """models/MODEL_CARD.md text."""
     e, h, c = m["edge_int8"], m["hybrid"], m.get("cloud")
     budget = m.get("edge_budget") or {}
-    warn = ("**All figures below come from a SYNTHETIC corpus generated by `host_tools.data.synth` (real Sleep-EDF "
-            "hypnograms may drive the stage sequences, but every signal is generated). They describe the "
-            "generator, not Sleep-EDF and not real patients.**") if m["synthetic"] else ""
+    warn = _corpus_note(m)
     lines = [
         "# SleepEdge models", "",
         f"Corpus: {m['corpus']}", "", warn, "",
@@ -482,13 +605,16 @@ def model_card(m: dict[str, Any], command: str) -> str:
     if t.get("finetune"):
         none = (t.get("none") or {}).get("acc")
         scratch = {r["k"]: r for r in t.get("scratch", [])}
-        lines += ["", f"Transfer of the source CNN to the ST-like domain ({t.get('corpus')}; held-out target "
+        target = "the sleep-telemetry (ST) recordings" if "sleep_edf" in m else "the ST-like domain"
+        lines += ["", f"Transfer of the source CNN to {target} ({t.get('corpus')}; held-out target "
                   f"subjects {', '.join(t.get('test_subjects') or [])}), accuracy:", "",
                   "| target nights k | no adaptation | fine-tuned | from scratch |", "|---|---|---|---|"]
         for r in t["finetune"]:
             sc = scratch.get(r["k"])
             lines.append(f"| {r['k']} | {'-' if none is None else f'{none:.3f}'} | {r['acc']:.3f} | "
                          f"{'-' if sc is None else format(sc['acc'], '.3f')} |")
+    elif "sleep_edf" in m and "st" not in m["sleep_edf"]["studies"]:
+        lines += ["", "No sleep-telemetry recordings in the download: no transfer curve."]
     lines += ["", "## Checks", "", "| claim | holds | measured |", "|---|---|---|"]
     for claim, ok, figures in acceptance_checks(m):
         lines.append(f"| {claim} | {'-' if ok is None else ('yes' if ok else '**no**')} | {figures} |")
@@ -503,14 +629,22 @@ def model_card(m: dict[str, Any], command: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[[], None]]]:
-    """(name, output whose existence means done, action) for every stage, in order."""
-    return [
-        ("synth-sc", p.synth_sc / ".done", lambda: stage_synth(p, s, "sc")),
-        ("synth-st", p.synth_st / ".done", lambda: stage_synth(p, s, "st")),
+    """(name, output whose existence means done, action) for every stage, in order.
+
+    On a Sleep-EDF download, ``verify`` replaces the two synth stages, and ``prepare-st`` and
+    ``transfer`` are left out when it has no sleep-telemetry recordings.
+    """
+    if p.sleep_edf is None:
+        corpus = [("synth-sc", p.synth_sc / ".done", lambda: stage_synth(p, s, "sc")),
+                  ("synth-st", p.synth_st / ".done", lambda: stage_synth(p, s, "st"))]
+    else:
+        corpus = [("verify", p.corpus_check, lambda: stage_verify(p, s))]
+    st = has_telemetry(p)
+    return corpus + [
         ("prepare-sc", p.cache_sc / "index.json", lambda: stage_prepare(p, s, "sc")),
-        ("prepare-st", p.cache_st / "index.json", lambda: stage_prepare(p, s, "st")),
+        *([("prepare-st", p.cache_st / "index.json", lambda: stage_prepare(p, s, "st"))] if st else []),
         ("source", p.train / "source" / "model.json", lambda: stage_source(p, s)),
-        ("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s)),
+        *([("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s))] if st else []),
         ("distil", p.train / "edge" / "model.json", lambda: stage_distil(p, s)),
         ("compress", p.train / "compress" / "compress.json", lambda: stage_compress(p, s)),
         ("cloud", p.train / "cloud" / "model.json", lambda: stage_cloud(p, s)),
@@ -568,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-run stages whose outputs exist")
     parser.add_argument("--only", nargs="+", default=None, help="run only these stages")
     parser.add_argument("--qat", action="store_true", help="quantization-aware training in compress")
+    parser.add_argument("--sleep-edf", type=Path, default=None, metavar="DIR",
+                        help="train on a Sleep-EDF download (`sleepedge data fetch --out DIR` layout) "
+                             "instead of the synthetic corpus")
     args = parser.parse_args(argv)
     s = quick_settings() if args.quick else Settings()
     s.qat = args.qat
@@ -576,12 +713,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.quick:
         parser.error("--quick needs --out DIR (it must not overwrite models/)")
     else:
-        p = Paths(work=REPO_ROOT / "data", models=REPO_ROOT / "models",
+        # A real run keeps its caches apart from the synthetic ones (data/cache/sc stays synthetic).
+        p = Paths(work=REPO_ROOT / "data" / ("sleep-edf-run" if args.sleep_edf else ""), models=REPO_ROOT / "models",
                   reports=REPO_ROOT / "reports" / "bench-accuracy")
+    p.sleep_edf = args.sleep_edf
     command = "python -m host_tools.pipeline" + (" --quick" if args.quick else "") + \
-        (f" --out {args.out}" if args.out else "") + (" --qat" if args.qat else "")
+        (f" --out {args.out}" if args.out else "") + (" --qat" if args.qat else "") + \
+        (f" --sleep-edf {args.sleep_edf}" if args.sleep_edf else "")
     if args.out is None and not args.quick:
-        command = "make train   (= " + command + ")"
+        make = "make train" + (f" SLEEP_EDF={args.sleep_edf}" if args.sleep_edf else "")
+        command = f"{make}   (= {command})"
     try:
         run_pipeline(p, s, force=args.force, command=command, only=args.only)
     except SleepEdgeError as exc:
