@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from host_tools import REPO_ROOT
 from host_tools.errors import SleepEdgeError

@@ -13,7 +13,6 @@ from generated PSGs gives figures for the generator, not for Sleep-EDF.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -37,14 +36,6 @@ YASA_TO_INDEX = {"W": 0, "WAKE": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4, "REM": 4}
 # corpus and split
 # --------------------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def corpus_label(cache: Path, index: dict[str, Any], night_ids: list[str], sums: Path = SHA256SUMS) -> str:
     """Say which corpus figures come from, checked rather than assumed.
 
@@ -61,7 +52,9 @@ def corpus_label(cache: Path, index: dict[str, Any], night_ids: list[str], sums:
     where = f"cache {shown_path(cache)} ({len(night_ids)} held-out nights)"
     if not psgs or not all(p.is_file() for p in psgs):
         return f"UNVERIFIED corpus, PSG files not found: {where}; treat as synthetic"
-    if known and all(_sha256(p) in known for p in psgs):
+    from host_tools.learn.models import sha256_file
+
+    if known and all(sha256_file(p) in known for p in psgs):
         return f"Sleep-EDF Expanded (PSG SHA-256 verified against PhysioNet's list), {where}"
     return f"SYNTHETIC corpus (PSGs not in the Sleep-EDF SHA-256 list; generator figures, not Sleep-EDF), {where}"
 

@@ -77,21 +77,6 @@ def _edf_label(name: str) -> str:
     return name if name.lower().startswith(("eeg ", "eog ", "emg ")) else f"EEG {name}"
 
 
-def _runs(texts: Sequence[str]) -> tuple[list[float], list[float], list[str]]:
-    """One annotation per run of equal 30-s stages, like the real Sleep-EDF hypnograms."""
-    onsets: list[float] = []
-    durations: list[float] = []
-    descs: list[str] = []
-    for k, t in enumerate(texts):
-        if descs and descs[-1] == t:
-            durations[-1] += C.EPOCH_S
-        else:
-            onsets.append(float(k * C.EPOCH_S))
-            durations.append(float(C.EPOCH_S))
-            descs.append(t)
-    return onsets, durations, descs
-
-
 def convert_pair(
     signals: Sequence[str | Path],
     fs: float,
@@ -162,7 +147,7 @@ def convert_pair(
         hyp = recordings.read_hypnogram(hypnogram, stage_seconds, codes)
         recordings.check_fits(hyp, signals[0], n / fs)
         hyp_out = out / f"{name}-Hypnogram.edf"
-        onsets, durations, descs = _runs(hyp.descriptions)
+        onsets, durations, descs = edf_io.stage_runs(list(hyp.descriptions))
         edf_io.write_hypnogram(hyp_out, onsets, durations, descs, start, patient=name)
     # Whole 30-s data records only: EDF writers would zero-pad a partial last record into signal.
     psg_out = out / f"{name}-PSG.edf"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -138,6 +139,22 @@ def write_psg(
         data_record_duration=PSG_RECORD_S,
     )
     edf.write(Path(path))
+
+
+def stage_runs(texts: "list[str] | tuple[str, ...]") -> tuple[list[float], list[float], list[str]]:
+    """Merge per-epoch stage texts into annotation runs ``(onsets_s, durations_s, texts)``, one per
+    run of equal 30-s stages, as the real Sleep-EDF hypnograms are written."""
+    onsets: list[float] = []
+    durations: list[float] = []
+    descs: list[str] = []
+    for k, t in enumerate(texts):
+        if descs and descs[-1] == t:
+            durations[-1] += C.EPOCH_S
+        else:
+            onsets.append(float(k * C.EPOCH_S))
+            durations.append(float(C.EPOCH_S))
+            descs.append(t)
+    return onsets, durations, descs
 
 
 def write_hypnogram(

@@ -665,19 +665,6 @@ def score_hypnogram(seq: np.ndarray, latent: dict[str, np.ndarray], rng: np.rand
     return texts
 
 
-def _annotations(texts: list[str]) -> tuple[list[float], list[float], list[str]]:
-    """Merge per-epoch labels into annotation runs (onset, duration, text)."""
-    onsets, durs, descs = [], [], []
-    for k, t in enumerate(texts):
-        if descs and descs[-1] == t:
-            durs[-1] += C.EPOCH_S
-        else:
-            onsets.append(float(k * C.EPOCH_S))
-            durs.append(float(C.EPOCH_S))
-            descs.append(t)
-    return onsets, durs, descs
-
-
 # ------------------------------------------------------------------------------------------
 # corpus
 # ------------------------------------------------------------------------------------------
@@ -739,7 +726,7 @@ def _write_night(job: NightJob) -> tuple[str, str]:
         signals, latent = synth_night(seq, subj, dom, rng, montage=randomize.MONTAGES[draw.montage])
         signals = randomize.record_night(signals, draw, rrng, job.randomize, stage_codes=seq)
     texts = score_hypnogram(seq, latent, rng)
-    onsets, durs, descs = _annotations(texts)
+    onsets, durs, descs = edf_io.stage_runs(texts)
     # Sleep-EDF recordings start in the afternoon/evening; deterministic per night.
     start = dt.datetime.combine(
         dom.start_date + dt.timedelta(days=37 * job.subject + 2 * job.night), dt.time(0, 0)
