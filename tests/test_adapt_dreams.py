@@ -72,7 +72,7 @@ def test_predict_takes_the_folder_and_the_cloud_model_loads(adapted) -> None:
     assert main(["predict", "--model", str(out), "--in", str(rec / "excerpt4-PSG.edf"), "--out", str(csv),
                  "--channel", "C3-A1,CZ-A1"]) == 0
     lines = csv.read_text().splitlines()
-    assert lines[0] == "recording,epoch,onset_s,stage,confidence" and len(lines) == 61
+    assert lines[0] == "recording,epoch,onset_s,stage,confidence,quality" and len(lines) == 61
     assert isinstance(load_cloud(out / "cloud"), ContextCloudModel)
 
 

@@ -139,7 +139,7 @@ def read_results(path: Path) -> list[EpochRow]:
                            edge_confidence=float(r["edge_confidence"]) if r["edge_confidence"] else None,
                            escalated=bool(int(r["escalated"])), cloud_stage=_stage(path, line, r["cloud_stage"]),
                            final_stage=_stage(path, line, r["final_stage"]), final_source=r["final_source"] or None,
-                           expert_stage=_stage(path, line, r["expert_stage"]))
+                           expert_stage=_stage(path, line, r["expert_stage"]), quality=r["quality"])
         except (TypeError, ValueError):
             raise SleepEdgeError(f"{path}:{line}: malformed row") from None
         if row.final_source is None:
