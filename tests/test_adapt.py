@@ -173,3 +173,21 @@ def test_cli_names_unknown_candidates_in_one_line(tmp_path, capsys) -> None:
     rc = main(["adapt", "--in", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "missing: input folder not found" in err
+
+
+def test_soup_averages_the_tails_of_runs_with_consecutive_seeds() -> None:
+    """soup=2 delivers the weight mean of the seed-0 and seed-1 runs; frozen layers stay put."""
+    rec = _recordings(n_people=1, per_kind=16)  # 48 epochs: two batches, so the seed's shuffle matters
+    edge = REPO / "models" / "edge" / "float.keras"
+    single = A.Strategy("head", "head", 1e-2, 3)
+    runs = [A.fit_edge(edge, single, rec.x, rec.y, seed=s).get_layer("logits").get_weights() for s in (0, 1)]
+    assert not np.allclose(runs[0][0], runs[1][0])  # the seeds differ, so the mean is not a no-op
+    soup = A.fit_edge(edge, A.Strategy("head-soup", "head", 1e-2, 3, soup=2), rec.x, rec.y, seed=0)
+    for got, a, b in zip(soup.get_layer("logits").get_weights(), *runs):
+        assert np.allclose(got, (a + b) / 2, atol=1e-5)
+    from host_tools.learn import models as M
+
+    ref = M.load_keras_model(edge)
+    assert np.array_equal(soup.get_layer("conv6").get_weights()[0], ref.get_layer("conv6").get_weights()[0])
+    with pytest.raises(SleepEdgeError, match="soup must be >= 1"):
+        A.Strategy("bad", "head", 1e-3, 1, soup=0)

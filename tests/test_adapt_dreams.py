@@ -66,13 +66,14 @@ def test_adapt_writes_a_models_folder_with_lopo_figures(adapted) -> None:
 def test_predict_takes_the_folder_and_the_cloud_model_loads(adapted) -> None:
     from host_tools.cli import main
     from host_tools.cloud.model import ContextCloudModel, load_cloud
+    from host_tools.deploy.predict import CSV_FIELDS
 
     rec, out, _m = adapted
     csv = out.parent / "pred.csv"
     assert main(["predict", "--model", str(out), "--in", str(rec / "excerpt4-PSG.edf"), "--out", str(csv),
                  "--channel", "C3-A1,CZ-A1"]) == 0
     lines = csv.read_text().splitlines()
-    assert lines[0] == "recording,epoch,onset_s,stage,confidence,quality" and len(lines) == 61
+    assert lines[0] == ",".join(CSV_FIELDS) and len(lines) == 61
     assert isinstance(load_cloud(out / "cloud"), ContextCloudModel)
 
 

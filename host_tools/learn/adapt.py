@@ -4,8 +4,10 @@ cohort -> adapted edge and source models, with every choice made by leave-one-pe
 Nothing is chosen by hand. For the edge CNN each :class:`Strategy` says which layers move (the
 classifier only, the top conv blocks, or every conv), the learning rate, the passes, whether the
 loss is class-weighted and whether the targets are distilled from the source model adapted on
-the same fold. For the source (cloud) CNN the candidates are: unchanged, its last dense layer, or
-both dense layers. Each candidate is trained once per held-out person on the other people and
+the same fold, and how many seeds are averaged into one tail (a "model soup": the runs start
+from the same pretrained weights, so their weight mean is one model of the same shape, with less
+seed-to-seed variance). For the source (cloud) CNN the candidates are: unchanged, its last
+dense layer, or both dense layers. Each candidate is trained once per held-out person on the other people and
 scored on the held-out one; the best pooled ``(accuracy + kappa) / 2`` wins.
 
 Frozen layers never change, so their outputs ("trunk features") are computed once for all
@@ -195,11 +197,14 @@ class Strategy:
     alpha: float = 0.5
     adabn: bool = False  #: re-estimate BatchNorm statistics on the user's data first (AdaBN)
     augment: bool = False  #: train on copies of each epoch at the gains :data:`AUG_GAINS`
+    soup: int = 1  #: the tail trained with this many seeds from the same start, weights averaged
 
     def __post_init__(self) -> None:
         if self.train not in EDGE_TAILS:
             raise SleepEdgeError(f"strategy {self.name}: unknown layer group {self.train!r} "
                                  f"(one of {sorted(EDGE_TAILS)})")
+        if self.soup < 1:
+            raise SleepEdgeError(f"strategy {self.name}: soup must be >= 1, got {self.soup}")
 
 
 def default_strategies(budget: float = 1.0) -> list[Strategy]:
@@ -215,7 +220,7 @@ def default_strategies(budget: float = 1.0) -> list[Strategy]:
         Strategy("top3", "top3", 5e-4, p(25)),
         Strategy("top3-distil", "top3", 5e-4, p(25), distil=True),
         Strategy("top3-aug", "top3", 5e-4, p(15), augment=True),
-        Strategy("top3-aug-fast", "top3", 1e-3, p(15), augment=True),
+        Strategy("top3-aug-soup", "top3", 1e-3, p(15), augment=True, soup=3),
         Strategy("all", "all", 3e-4, p(15)),
         Strategy("adabn-top3", "top3", 5e-4, p(25), adabn=True),
     ]
@@ -378,7 +383,15 @@ def fit_edge(base_edge: str | Path, s: Strategy, x: np.ndarray, y: np.ndarray, *
         loss = distillation_loss(s.temperature, s.alpha)
     else:
         targets, loss = y, "sparse_categorical_crossentropy"
-    _fit(tail, feats, targets, w, loss=loss, lr=s.lr, passes=s.passes, batch=batch, seed=seed)
+    start = tail.get_weights()
+    runs = []
+    for k in range(s.soup):
+        tail.set_weights(start)
+        _fit(tail, feats, targets, w, loss=loss, lr=s.lr, passes=s.passes, batch=batch, seed=seed + k)
+        runs.append(tail.get_weights())
+    # A "model soup": every run starts from the same pretrained weights and moves only the
+    # tail, so the runs stay in one basin and their mean is one model of the same shape.
+    tail.set_weights([np.mean(ws, axis=0) for ws in zip(*runs)])
     return model
 
 
