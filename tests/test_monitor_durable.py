@@ -115,11 +115,12 @@ def test_stopped_night_keeps_completed_epochs_and_resumes(night, tmp_path: Path,
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with FakeDevice() as dev:
-        # Paced at 60x real time (0.5 s per epoch) so the signal lands mid-night.
-        proc = subprocess.Popen([sys.executable, "-m", "host_tools", *_args(dev, psg, hyp, out, "--speed", "60")],
+        # Paced at 30x real time (1 s per epoch) so the signal lands mid-night even on a busy machine.
+        proc = subprocess.Popen([sys.executable, "-m", "host_tools", *_args(dev, psg, hyp, out, "--speed", "30")],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_rows(out, 4)
+            _wait_rows(out, 3)
+            assert proc.poll() is None, "the night ended before the signal could be sent"
             proc.send_signal(getattr(signal, sig_name))
             stdout, stderr = proc.communicate(timeout=60)
         finally:
