@@ -140,7 +140,7 @@ def _check_stopped(out: Path, sig: np.ndarray, returncode: int, stdout: str, std
     assert "Traceback" not in stderr
     rows = _rows(out)
     k = len(rows)
-    assert 4 <= k < N, "the night must have stopped in the middle"
+    assert 3 <= k < N, "the night must have stopped in the middle"
     _check_labels(rows, sig, 0, k)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False
