@@ -152,3 +152,25 @@ def curves(
     ax.legend(fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, path, note)
+
+
+def grouped_bars(
+    path: str | Path, groups: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: str,
+    title: str, note: str | None = None,
+) -> Path:
+    """One bar per series within each named group (e.g. each model's accuracy per person):
+    groups are categories, so bars rather than lines between them."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(groups) + 2), 4))
+    width = 0.8 / max(1, len(series))
+    for i, (name, ys) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, list(ys), width=width, label=name)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(4, len(series)), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return _save(fig, path, note)

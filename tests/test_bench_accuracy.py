@@ -203,7 +203,9 @@ def test_plotting_figures(tmp_path):
     curve = [evaluation.CurvePoint(t, t / 2, 0.5 + t / 4, 0.4, 0.3) for t in (0.0, 0.5, 1.0)]
     esc = plotting.escalation_curve(tmp_path / "e.png", curve, recommended=curve[1], max_escalated=0.2,
                                     references={"edge": 0.5})
-    for path in (hyp, cm, esc):
+    bars = plotting.grouped_bars(tmp_path / "b.png", ["a", "b", "c"], {"m1": [0.5, 0.6, 0.7], "m2": [0.8, 0.2, 0.4]},
+                                 ylabel="accuracy", title="per person", note="corpus: SYNTHETIC test")
+    for path in (hyp, cm, esc, bars):
         img = mpimg.imread(path)
         assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0.01
     with pytest.raises(ValueError, match="5x5"):

@@ -268,10 +268,10 @@ def write_reports(out: Path, report: dict[str, Any], people: list[Person], preds
         plotting.confusion_matrix(out / f"confusion_{name}.png", s["confusion"], title=f"{name}, DREAMS (real)",
                                   note=note)
     names = [p.name for p in people]
-    plotting.curves(out / "per_person_accuracy.png", range(1, len(names) + 1),
-                    {name: [s["per_person"][n]["acc"] for n in names] for name, s in report["scores"].items()},
-                    xlabel="DREAMS excerpt (one person each)", ylabel="accuracy",
-                    title="Accuracy per person, DREAMS (real EEG)", note=note)
+    plotting.grouped_bars(out / "per_person_accuracy.png", names,
+                          {name: [s["per_person"][n]["acc"] for n in names] for name, s in report["scores"].items()},
+                          ylabel="accuracy", title="Accuracy per person (one DREAMS excerpt each, real EEG)",
+                          note=note)
     for p in people:
         plotting.hypnogram(out / f"hypnogram_{p.name}.png",
                            {"expert": p.y} | {name: pr[p.name] for name, pr in preds.items()},
