@@ -116,8 +116,11 @@ def test_stopped_night_keeps_completed_epochs_and_resumes(night, tmp_path: Path,
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with FakeDevice() as dev:
         # Paced at 30x real time (1 s per epoch) so the signal lands mid-night even on a busy machine.
+        # Ctrl-C as at a terminal: a job started in the background by a non-interactive shell (as
+        # CI may run this suite) inherits SIGINT ignored, and Python then installs no handler.
         proc = subprocess.Popen([sys.executable, "-m", "host_tools", *_args(dev, psg, hyp, out, "--speed", "30")],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             _wait_rows(out, 3)
             assert proc.poll() is None, "the night ended before the signal could be sent"
