@@ -42,7 +42,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+import numpy as np
+
 from host_tools import REPO_ROOT
+from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
 #: Sub-folders of a Sleep-EDF download (``host_tools.data.fetch.STUDY_FOLDERS``).
@@ -84,6 +87,11 @@ class Settings:
     cloud_history: int = 11  # constants.CLOUD_HISTORY_EPOCHS, what the proxy sends
     cloud_passes: int = 30
     yasa: bool = True
+    # Domain randomization (issue 10): a second SC corpus of the same subjects and hypnogram
+    # draws, recorded through randomized montages, gains and acquisition paths
+    # (data/randomize.py), joins the edge model's training set; augmentation perturbs its batches.
+    randomize: bool = True
+    augment: bool = True
     ablation_passes: int = 4
     max_escalated: float = 0.20  # the escalation budget (share of epochs sent to the cloud)
     # The threshold is chosen on the validation subjects within the budget less this share of it:
@@ -125,6 +133,10 @@ class Paths:
     @property
     def synth_st(self) -> Path: return self.work / "synth" / "st"
     @property
+    def synth_sc_rand(self) -> Path: return self.work / "synth" / "sc-rand"
+    @property
+    def cache_sc_rand(self) -> Path: return self.work / "cache" / "sc-rand"
+    @property
     def cache_sc(self) -> Path: return self.work / "cache" / "sc"
     @property
     def cache_st(self) -> Path: return self.work / "cache" / "st"
@@ -147,19 +159,22 @@ def _need(module: str) -> Any:
         raise
 
 
-def stage_synth(p: Paths, s: Settings, domain: str) -> None:
+def stage_synth(p: Paths, s: Settings, domain: str, randomized: bool = False) -> None:
     synth = _need("host_tools.data.synth")
-    out = p.synth_sc if domain == "sc" else p.synth_st
+    out = (p.synth_sc_rand if randomized else p.synth_sc) if domain == "sc" else p.synth_st
     n = s.sc_subjects if domain == "sc" else s.st_subjects
     if out.exists():
         shutil.rmtree(out)  # a half-written corpus from an interrupted run
     synth.generate_corpus(out, n_subjects=n, nights=s.nights, domain=domain,
-                          seed=s.seed + (0 if domain == "sc" else 1), night_minutes=s.night_minutes, progress=True)
+                          seed=s.seed + (0 if domain == "sc" else 1), night_minutes=s.night_minutes, progress=True,
+                          randomize=True if randomized else None)
 
 
-def stage_prepare(p: Paths, s: Settings, domain: str) -> None:
+def stage_prepare(p: Paths, s: Settings, domain: str, randomized: bool = False) -> None:
     prepare = _need("host_tools.data.prepare")
     src, out = (p.sc_source, p.cache_sc) if domain == "sc" else (p.st_source, p.cache_st)
+    if randomized:
+        src, out = p.synth_sc_rand, p.cache_sc_rand
     # The literature's protocol: Fpz-Cz, wake kept to 30 min either side of sleep.
     prepare.prepare_corpus(src, out, channel="Fpz-Cz", wake_margin_min=30, folds=s.folds, seed=s.seed)
 
@@ -249,7 +264,8 @@ def stage_transfer(p: Paths, s: Settings) -> None:
 def stage_distil(p: Paths, s: Settings) -> None:
     distil = _need("host_tools.learn.distil")
     distil.distil(p.train / "source", p.cache_sc, p.train / "edge", passes=s.distil_passes,
-                  steps_per_pass=s.distil_steps, batch=s.distil_batch, seed=s.seed, verbose=0)
+                  steps_per_pass=s.distil_steps, batch=s.distil_batch, seed=s.seed, verbose=0,
+                  augment=s.augment, randomized_cache=p.cache_sc_rand if randomized_corpus(p, s) else None)
 
 
 def _split(p: Paths) -> dict[str, list[str]]:
@@ -267,7 +283,7 @@ def stage_compress(p: Paths, s: Settings) -> None:
     # Fine-tune on the training side only: validation subjects pick the threshold next.
     compress(p.train / "edge" / "model.keras", p.cache_sc, p.train / "compress", sparsity=s.sparsity, qat=s.qat,
              epochs=s.compress_epochs, test_subjects=split["test"], train_subjects=split["train"],
-             seed=s.seed, progress=False)
+             seed=s.seed, progress=False, randomized_cache=p.cache_sc_rand if randomized_corpus(p, s) else None)
 
 
 def stage_cloud(p: Paths, s: Settings) -> None:
@@ -366,6 +382,21 @@ def stage_bench(p: Paths, s: Settings) -> None:
                    seed=s.seed, progress=False)
 
 
+def stage_real(p: Paths, s: Settings) -> None:
+    """The exported int8 edge model zero-shot on real EEG (the DREAMS people in ../shared), scored
+    as ``make bench-real`` scores it; a note instead when those files are absent."""
+    from host_tools.bench import real
+
+    out = p.reports / "real-zero-shot.json"
+    if not real.DREAMS_DIR.is_dir():
+        out.write_text(json.dumps({"skipped": f"no DREAMS recordings in {real.DREAMS_DIR}"}, indent=2) + "\n")
+        return
+    people = real.load_dreams()
+    scores = real.score_model(people, real.edge_zero_shot(p.models / "edge", people))
+    out.write_text(json.dumps({"corpus": real.corpus_summary(people)["name"], "edge_int8": scores},
+                              indent=2) + "\n")
+
+
 def stage_card(p: Paths, s: Settings, command: str) -> None:
     metrics = collect_metrics(p, s)
     (p.models / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -434,11 +465,45 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
             m[f"edge_{key}_distil_stage"] = found
     if "yasa" in sc:
         m["yasa"] = _abc(sc["yasa"])
+    if comp.get("int8_randomized"):
+        m["edge_int8_randomized"] = _abc(comp["int8_randomized"]) | {"corpus": "synthetic, randomized recordings "
+                                                                              "of the same test subjects"}
+    real = _read(p.reports / "real-zero-shot.json")
+    if real.get("edge_int8"):
+        m["real_zero_shot"] = real_summary(real["edge_int8"]) | {"corpus": real["corpus"]}
     if "filter_ablation" in bench:
         fa = bench["filter_ablation"]
         m["filter_ablation"] = {"passes": fa["passes"], "filtered": _abc(fa["filtered"]),
                                 "unfiltered": _abc(fa["unfiltered"])}
     return m
+
+
+def _robustness_lines(m: dict[str, Any]) -> list[str]:
+    """The card's "other recordings" section: randomized synthetic recordings and real EEG."""
+    rs, real = m.get("edge_int8_randomized"), m.get("real_zero_shot")
+    if not rs and not real:
+        return []
+    st = m["settings"]
+    lines = ["", "## Other recordings: the same int8 edge model, no adaptation", "",
+             f"Trained with the domain-randomized corpus: {'yes' if st.get('randomize') else 'no'}; "
+             f"training-time augmentation: {'yes' if st.get('augment') else 'no'} (docs/training.md).", "",
+             "| recordings | corpus | acc | macro-F1 | kappa |", "|---|---|---|---|---|",
+             f"| held-out subjects, as generated | SYNTHETIC | {_fmt(m['edge_int8'])} |"]
+    if rs:
+        lines.append(f"| held-out subjects, randomized montage / gain / acquisition / artefacts | SYNTHETIC | {_fmt(rs)} |")
+    if real:
+        rec = ", ".join(f"{k} {v:.2f}" for k, v in real["recall"].items())
+        lines.append(f"| 4 people, central montage, zero-shot ({real['n']} epochs) | REAL EEG (DREAMS) | {_fmt(real)} |")
+        lines += ["", f"Real EEG, recall per stage: {rec} (the excerpts have no REM). Scored as `make "
+                  f"bench-real` scores it; corpus: {real['corpus']}."]
+    return lines
+
+
+def real_summary(scores: dict[str, Any]) -> dict[str, Any]:
+    """acc / macro-F1 / kappa and the recall of each stage present, from a bench-real score."""
+    conf = np.asarray(scores["confusion"])
+    recall = {st: round(float(conf[i, i] / conf[i].sum()), 4) for i, st in enumerate(C.STAGES) if conf[i].sum()}
+    return {k: round(float(scores[k]), 4) for k in ("acc", "mf1", "kappa")} | {"n": int(scores["n"]), "recall": recall}
 
 
 def _label_download(m: dict[str, Any], check: dict[str, Any]) -> None:
@@ -534,6 +599,13 @@ def acceptance_checks(m: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     if c:
         checks.append(("the cloud model beats the source CNN alone", c["acc"] > m["source"]["acc"],
                        f"cloud {c['acc']:.3f}, source CNN {m['source']['acc']:.3f}"))
+    real = m.get("real_zero_shot")
+    if real:
+        n3 = real["recall"].get("N3")
+        checks.append(("real EEG zero-shot (DREAMS): accuracy >= 0.72, kappa >= 0.55, N3 recall >= 0.8",
+                       real["acc"] >= 0.72 and real["kappa"] >= 0.55 and (n3 or 0) >= 0.8,
+                       f"acc {real['acc']:.3f}, kappa {real['kappa']:.3f}, N3 recall "
+                       f"{'-' if n3 is None else format(n3, '.2f')}"))
     return checks
 
 
@@ -591,6 +663,7 @@ def model_card(m: dict[str, Any], command: str) -> str:
               f"{m['settings']['max_escalated']:.0%} budget less "
               f"{m['settings'].get('escalation_headroom', 0):.0%} headroom for other subjects), and is baked "
               "into `edge/model_data.h`."]
+    lines += _robustness_lines(m)
     alone, dist = m.get("edge_alone_distil_stage"), m.get("edge_distilled_distil_stage")
     if alone and dist:
         lines += ["", "Distillation (edge CNN, same architecture and budget, held-out subjects, float): "
@@ -639,8 +712,13 @@ def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[
     else:
         corpus = [("verify", p.corpus_check, lambda: stage_verify(p, s))]
     st = has_telemetry(p)
+    rand = randomized_corpus(p, s)
     return corpus + [
+        *([("synth-sc-rand", p.synth_sc_rand / ".done", lambda: stage_synth(p, s, "sc", randomized=True))]
+          if rand else []),
         ("prepare-sc", p.cache_sc / "index.json", lambda: stage_prepare(p, s, "sc")),
+        *([("prepare-sc-rand", p.cache_sc_rand / "index.json", lambda: stage_prepare(p, s, "sc", randomized=True))]
+          if rand else []),
         *([("prepare-st", p.cache_st / "index.json", lambda: stage_prepare(p, s, "st"))] if st else []),
         ("source", p.train / "source" / "model.json", lambda: stage_source(p, s)),
         *([("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s))] if st else []),
@@ -650,8 +728,15 @@ def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[
         ("threshold", p.train / "threshold.json", lambda: stage_threshold(p, s)),
         ("export", p.models / "source" / "model.json", lambda: stage_export(p, s)),
         ("bench", p.reports / "bench-accuracy.json", lambda: stage_bench(p, s)),
+        ("real", p.reports / "real-zero-shot.json", lambda: stage_real(p, s)),
         ("card", p.models / "MODEL_CARD.md", lambda: stage_card(p, s, command)),
     ]
+
+
+def randomized_corpus(p: Paths, s: Settings) -> bool:
+    """Whether the run adds the randomized SC corpus (synthetic runs only: a real download is
+    already real)."""
+    return s.randomize and p.sleep_edf is None
 
 
 def run_pipeline(p: Paths, s: Settings, *, force: bool = False, command: str = "make train",
@@ -701,12 +786,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-run stages whose outputs exist")
     parser.add_argument("--only", nargs="+", default=None, help="run only these stages")
     parser.add_argument("--qat", action="store_true", help="quantization-aware training in compress")
+    parser.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the domain-randomized SC corpus to the edge model's training "
+                             "(synthetic runs; default on)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                        help="training-time augmentation of the edge model's batches (default on)")
     parser.add_argument("--sleep-edf", type=Path, default=None, metavar="DIR",
                         help="train on a Sleep-EDF download (`sleepedge data fetch --out DIR` layout) "
                              "instead of the synthetic corpus")
     args = parser.parse_args(argv)
     s = quick_settings() if args.quick else Settings()
-    s.qat = args.qat
+    s.qat, s.randomize, s.augment = args.qat, args.randomize, args.augment
     if args.out is not None:
         p = Paths(work=args.out / "work", models=args.out / "models", reports=args.out / "reports" / "bench-accuracy")
     elif args.quick:
@@ -718,7 +808,8 @@ def main(argv: list[str] | None = None) -> int:
     p.sleep_edf = args.sleep_edf
     command = "python -m host_tools.pipeline" + (" --quick" if args.quick else "") + \
         (f" --out {args.out}" if args.out else "") + (" --qat" if args.qat else "") + \
-        (f" --sleep-edf {args.sleep_edf}" if args.sleep_edf else "")
+        (f" --sleep-edf {args.sleep_edf}" if args.sleep_edf else "") + \
+        ("" if args.randomize else " --no-randomize") + ("" if args.augment else " --no-augment")
     if args.out is None and not args.quick:
         make = "make train" + (f" SLEEP_EDF={args.sleep_edf}" if args.sleep_edf else "")
         command = f"{make}   (= {command})"

@@ -488,9 +488,14 @@ def sparsity_report(model: Any) -> dict[str, Any]:
 def compress(
     model_path: Path, cache: Path, out: Path, *, sparsity: float = 0.5, qat: bool = False,
     epochs: int = 3, test_subjects: list[str] | None = None, train_subjects: list[str] | None = None,
-    seed: int = 0, progress: bool = True,
+    seed: int = 0, progress: bool = True, randomized_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Prune, optionally QAT, and int8-quantize an edge model; write artifacts and a report.
+
+    ``randomized_cache`` (a ``synth --randomize`` cache of the same subjects) adds its training
+    subjects' epochs to the pruning fine-tune, so pruning keeps what distillation learnt on
+    them, and its held-out subjects are scored too (``int8_randomized``). The int8 calibration
+    stays on the plain epochs.
 
     Writes ``out/edge_pruned.keras`` (tf_keras), ``out/model.tflite`` and ``out/compress.json``.
 
@@ -510,6 +515,9 @@ def compress(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = split_cache(cache, test_subjects, train_subjects)
+    rand = split_cache(randomized_cache, data["test_subjects"], train_subjects) if randomized_cache else None
+    x_fit = data["x_train"] if rand is None else np.concatenate([data["x_train"], rand["x_train"]])
+    y_fit = data["y_train"] if rand is None else np.concatenate([data["y_train"], rand["y_train"]])
     model = load_tf_keras(model_path)
     _check_io(model, model_path)
     steps = ["float", "prune"] + (["qat"] if qat else []) + ["int8", "score"]
@@ -521,10 +529,10 @@ def compress(
         x_te = clip_input(data["x_test"])
         p_float = model.predict(x_te, batch_size=512, verbose=0)
         bar.advance(task)
-        pruned = prune(model, data["x_train"], data["y_train"], sparsity=sparsity, epochs=epochs, seed=seed)
+        pruned = prune(model, x_fit, y_fit, sparsity=sparsity, epochs=epochs, seed=seed)
         bar.advance(task)
         if qat:
-            pruned = quantization_aware(pruned, data["x_train"], data["y_train"], seed=seed)
+            pruned = quantization_aware(pruned, x_fit, y_fit, seed=seed)
             bar.advance(task)
         p_pruned = pruned.predict(x_te, batch_size=512, verbose=0)
         tflite = convert_int8(pruned, representative_epochs(data["x_train"], seed=seed))
@@ -538,6 +546,10 @@ def compress(
     for name, p in (("float", p_float), ("pruned", p_pruned), ("int8", p_int8)):
         s = evaluation.scores(y, np.asarray(p).argmax(axis=1))
         report[name] = {k: s[k] for k in ("acc", "mf1", "kappa", "f1")}
+    if rand is not None:
+        s = evaluation.scores(rand["y_test"], tflite_predict_int8(tflite, rand["x_test"]).argmax(axis=1))
+        report["randomized_cache"] = str(randomized_cache)
+        report["int8_randomized"] = {k: s[k] for k in ("acc", "mf1", "kappa", "f1")}
     report["int8_vs_pruned_agreement"] = float((p_int8.argmax(1) == np.asarray(p_pruned).argmax(1)).mean())
     report["sparsity"] = sparsity_report(pruned)
     report["ops"] = ops

@@ -63,7 +63,7 @@ def distil(
     teacher: str | Path, cache: str | Path, out: str | Path, *, temperature: float = 4.0,
     alpha: float = 0.3, passes: int = 20, steps_per_pass: int | None = None, batch: int = 256,
     patience: int = 4, lr: float = 2e-3, val_max: int = 3000, strategy: str = "default",
-    seed: int = 0, verbose: int = 1, augment: bool = False,
+    seed: int = 0, verbose: int = 1, augment: bool = False, randomized_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Distil the teacher into the edge CNN and compare with the edge CNN trained alone.
 
@@ -95,6 +95,12 @@ def distil(
         Training-time augmentation of the student's batches (:mod:`host_tools.data.augment`,
         re-clipped to the int8 input range; hard and teacher targets mixed with the epochs); off
         by default until a retrain decides.
+    randomized_cache : path or None
+        A second cache of the same subjects recorded through randomized montages, gains and
+        acquisition paths (``synth --randomize``). Its training-subject epochs join the student's
+        training set with their hard labels as targets (the teacher, trained on clean recordings,
+        is not asked about them); its validation epochs join the validation set, so early stopping
+        weighs both worlds.
 
     Returns
     -------
@@ -134,10 +140,14 @@ def distil(
     x_te_raw, y_te, _, _ = D.load_subjects(cache, index, split["test"], filtered=filtered)
     x_te = D.prepare_inputs(x_te_raw, clip_uv=clip)
 
+    soft = soften(teacher_p, temperature)
+    if randomized_cache is not None:
+        x_tr, y_tr, soft, x_va, y_va = _add_randomized(Path(randomized_cache), split, filtered, clip, val_max, seed,
+                                                       (x_tr, y_tr, soft, x_va, y_va))
     cw = D.class_weights(y_tr)
     w = D.sample_weights(y_tr, cw)
     hard = np.eye(C.N_CLASSES, dtype=np.float32)[y_tr]
-    targets = np.concatenate([hard, soften(teacher_p, temperature)], axis=1)
+    targets = np.concatenate([hard, soft], axis=1)
     steps = steps_per_pass or max(1, math.ceil(len(y_tr) / batch))
     results: dict[str, Any] = {}
     trained: dict[str, Any] = {}
@@ -172,6 +182,7 @@ def distil(
         "input_clip_uv": clip,
         "filtered": filtered,
         "augment": bool(augment),
+        "randomized_corpus": None if randomized_cache is None else str(randomized_cache),
         "edge": M.edge_budget(trained["distilled"]),
         "distilled": results["distilled"],
         "alone": results["alone"],
@@ -197,6 +208,25 @@ def distil(
     return report
 
 
+def _add_randomized(
+    cache: Path, split: dict[str, list[str]], filtered: bool, clip: float, val_max: int, seed: int,
+    sets: tuple[np.ndarray, ...],
+) -> tuple[np.ndarray, ...]:
+    """Training and validation sets extended with the randomized corpus's epochs of the same
+    subjects; their soft targets are their one-hot labels."""
+    from host_tools.data import datasets as D
+    from host_tools.learn.train import cap_validation
+
+    x_tr, y_tr, soft, x_va, y_va = sets
+    index = D.load_index_checked(cache)
+    xr, yr, _, _ = D.load_subjects(cache, index, split["train"], filtered=filtered, clip_uv=clip)
+    xv, yv, _, _ = D.load_subjects(cache, index, split.get("val") or split["test"], filtered=filtered, clip_uv=clip)
+    xv, yv = cap_validation(xv, yv, val_max, seed + 1)
+    onehot = np.eye(C.N_CLASSES, dtype=np.float32)[yr]
+    return (np.concatenate([x_tr, xr]), np.concatenate([y_tr, yr]), np.concatenate([soft, onehot]),
+            np.concatenate([x_va, xv]), np.concatenate([y_va, yv]))
+
+
 def _short(s: dict[str, Any]) -> dict[str, float]:
     return {k: s[k] for k in ("acc", "mf1", "kappa")}
 
@@ -215,6 +245,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-max", type=int, default=3000, help="validation epochs scored per pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true", help="training-time augmentation (off by default)")
+    parser.add_argument("--randomized-cache", type=Path, default=None, metavar="DIR",
+                        help="a prepare cache of the same subjects from `synth --randomize`: its epochs join "
+                             "the training and validation sets with their hard labels")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -222,5 +255,5 @@ def run(args: argparse.Namespace) -> int:
     distil(args.teacher, args.cache, args.out, temperature=args.temperature, alpha=args.alpha,
            passes=args.passes, steps_per_pass=args.steps_per_pass, batch=args.batch,
            patience=args.patience, lr=args.lr, val_max=args.val_max, seed=args.seed, verbose=0 if args.quiet else 1,
-           augment=args.augment)
+           augment=args.augment, randomized_cache=args.randomized_cache)
     return 0
