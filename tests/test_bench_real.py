@@ -103,7 +103,7 @@ def test_gssc_on_one_person(people):
 def test_adapt_input_is_the_same_people(people, tmp_path):
     """What `sleepedge adapt` is given (EDF pairs in a temporary folder, one person each) reads
     back with adapt's own loader as the same 240 epochs, labels and (to EDF precision) signals.
-    The adapt run itself takes minutes: `make bench-real` does it, tests/test_adapt* cover it."""
+    A full adapt run takes minutes (`make bench-real` does it); a small one is the next test."""
     from host_tools.learn.adapt import load_recordings
 
     person_of = R.write_dreams_pairs(R.DREAMS_DIR, tmp_path)
@@ -114,3 +114,20 @@ def test_adapt_input_is_the_same_people(people, tmp_path):
         assert np.array_equal(rec.y[m], p.y)
         x = R.device_epochs(p)
         assert np.abs(rec.x[m] - x).max() < 0.05 * np.abs(x).max()
+
+
+@pytest.mark.slow  # ~1-2 min: one small leave-one-person-out adapt run
+def test_adapt_lopo_returns_the_held_out_labels_adapt_scored(people):
+    """bench's adapt row is scored from per-epoch labels; they are the ones `sleepedge adapt`
+    itself scored (its metrics.json accuracy), one per bench epoch of every person."""
+    from host_tools.learn.adapt import SourceStrategy, Strategy
+
+    preds, info = R.adapt_lopo(REPO_ROOT / "models", R.DREAMS_DIR, people, budget=0.1, prune=False,
+                               strategies=[Strategy("head", "head", 3e-3, 4)],
+                               source_strategies=[SourceStrategy("none", "none", 0.0, 0)])
+    assert sorted(preds) == [p.name for p in people]
+    for p in people:
+        assert preds[p.name].shape == p.y.shape and set(preds[p.name].tolist()) <= set(range(C.N_CLASSES))
+    s = R.score_model(people, preds)
+    assert s["n"] == 240 and s["acc"] == pytest.approx(info["after_int8_acc"], abs=1e-12)
+    assert info["choice"]["edge"]["name"] == "head" and info["pruned"] is False

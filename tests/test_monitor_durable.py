@@ -3,15 +3,12 @@ keeps every completed epoch, `--resume` continues it, nothing is overwritten wit
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from host_tools.device.epoch_table import EpochRow
 from host_tools.device.monitor import expert_labels
 from host_tools.device.monitor_outputs import ResultsLog, read_results
 from tests.fake_device import FakeDevice, edge_reference, stream_signal
+from tests.monitor_helpers import check_device_lost, monitor_losing_device, results_rows, wait_rows
 from tests.test_monitor import START
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,21 +49,6 @@ def _args(dev: FakeDevice, psg: Path, hyp: Path, out: Path, *extra: str) -> list
             "--timeout-ms", "300", "--out", str(out), "--plain", *extra]
 
 
-def _rows(out: Path) -> list[dict[str, str]]:
-    with open(out / "results.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def _wait_rows(out: Path, k: int, timeout_s: float = 60.0) -> None:
-    """Until results.csv holds at least ``k`` epochs (it grows during the night)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (out / "results.csv").exists() and len(_rows(out)) >= k:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"results.csv did not reach {k} rows")
-
-
 def _check_labels(rows: list[dict[str, str]], sig: np.ndarray, first: int, n: int) -> None:
     """Rows ``first .. first + n - 1`` are the device's labels of a stream started at ``first``."""
     ref = edge_reference(sig, first, n, threshold=0.0)
@@ -78,7 +61,7 @@ def _resume_and_check(psg: Path, hyp: Path, sig: np.ndarray, out: Path, k: int, 
     """--resume: every epoch exactly once, the first k untouched. On a restarted device the
     labels from epoch k are those of a stream started there; on the device that kept running,
     those of the uninterrupted night."""
-    before = _rows(out)
+    before = results_rows(out)
     if same_device is not None:
         assert main(_args(same_device, psg, hyp, out, "--resume")) == 0
     else:
@@ -86,7 +69,7 @@ def _resume_and_check(psg: Path, hyp: Path, sig: np.ndarray, out: Path, k: int, 
             assert main(_args(dev, psg, hyp, out, "--resume")) == 0
     printed = capsys.readouterr().out
     assert f"resuming the night in {out} at epoch {k}" in printed
-    rows = _rows(out)
+    rows = results_rows(out)
     assert [int(r["epoch"]) for r in rows] == list(range(N))
     assert rows[:k] == before
     if same_device is None:
@@ -122,7 +105,7 @@ def test_stopped_night_keeps_completed_epochs_and_resumes(night, tmp_path: Path,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
-            _wait_rows(out, 3)
+            assert wait_rows(out, 3, timeout_s=60), "results.csv did not reach 3 rows"
             assert proc.poll() is None, "the night ended before the signal could be sent"
             proc.send_signal(getattr(signal, sig_name))
             stdout, stderr = proc.communicate(timeout=60)
@@ -130,10 +113,10 @@ def test_stopped_night_keeps_completed_epochs_and_resumes(night, tmp_path: Path,
             proc.kill()
         if sig_name == "SIGINT":
             _check_stopped(out, sig, proc.returncode, stdout, stderr, sig_name)
-            _resume_and_check(psg, hyp, sig, out, len(_rows(out)), capsys, same_device=dev)
+            _resume_and_check(psg, hyp, sig, out, len(results_rows(out)), capsys, same_device=dev)
             return
     _check_stopped(out, sig, proc.returncode, stdout, stderr, sig_name)
-    _resume_and_check(psg, hyp, sig, out, len(_rows(out)), capsys)
+    _resume_and_check(psg, hyp, sig, out, len(results_rows(out)), capsys)
 
 
 def _check_stopped(out: Path, sig: np.ndarray, returncode: int, stdout: str, stderr: str, sig_name: str) -> None:
@@ -141,7 +124,7 @@ def _check_stopped(out: Path, sig: np.ndarray, returncode: int, stdout: str, std
     assert returncode == (130 if sig_name == "SIGINT" else 143), stderr
     assert ("sleepedge: interrupted" if sig_name == "SIGINT" else "sleepedge: terminated") in stderr
     assert "Traceback" not in stderr
-    rows = _rows(out)
+    rows = results_rows(out)
     k = len(rows)
     assert 3 <= k < N, "the night must have stopped in the middle"
     _check_labels(rows, sig, 0, k)
@@ -162,23 +145,11 @@ def test_device_lost_mid_night_keeps_outputs_and_resumes(night, tmp_path: Path, 
     psg, hyp, sig = night
     out = tmp_path / "out"
     dev = FakeDevice().__enter__()
-
-    def kill_after_4_epochs() -> None:
-        _wait_rows(out, 4)
-        dev.__exit__(None, None, None)
-
-    killer = threading.Thread(target=kill_after_4_epochs, daemon=True)
-    killer.start()
-    rc = main(_args(dev, psg, hyp, out, "--speed", "60", "--reconnect-s", "1"))
-    killer.join(10)
-    err = capsys.readouterr().err
-    assert rc == 2 and f"--port {dev.url}" in err and "Traceback" not in err
-    rows = _rows(out)
+    rc = monitor_losing_device(_args(dev, psg, hyp, out, "--speed", "60", "--reconnect-s", "1"), out, 4,
+                               lambda: dev.__exit__(None, None, None))
+    rows = check_device_lost(rc, capsys.readouterr().err, dev.url, out, at_least=4, n=N)
     k = len(rows)
-    assert 4 <= k < N
     _check_labels(rows, sig, 0, k)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and summary["reason"].startswith("stopped: --port")
     _resume_and_check(psg, hyp, sig, out, k, capsys)
 
 
@@ -198,7 +169,7 @@ def test_existing_results_are_not_overwritten_without_force(night, tmp_path: Pat
         assert main(_args(dev, psg, hyp, out, "--start-epoch", "3", "--resume")) == 2
         assert "starts at epoch 0, not at --start-epoch 3" in capsys.readouterr().err
         assert main(_args(dev, psg, hyp, out, "--start-epoch", "10", "--force")) == 0
-    assert [int(r["epoch"]) for r in _rows(out)] == list(range(10, N))
+    assert [int(r["epoch"]) for r in results_rows(out)] == list(range(10, N))
 
 
 def test_resume_of_a_complete_night_streams_nothing(night, tmp_path: Path, capsys) -> None:
@@ -206,12 +177,12 @@ def test_resume_of_a_complete_night_streams_nothing(night, tmp_path: Path, capsy
     out = tmp_path / "out"
     with FakeDevice() as dev:
         assert main(_args(dev, psg, hyp, out, "--epochs", "5")) == 0
-        before = _rows(out)
+        before = results_rows(out)
         blocks = dev.blocks_total
         assert main(_args(dev, psg, hyp, out, "--epochs", "5", "--resume")) == 0
         assert dev.blocks_total == blocks
     assert "the night is complete" in capsys.readouterr().out
-    assert _rows(out) == before
+    assert results_rows(out) == before
 
 
 def test_full_disk_names_the_file(night, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -230,7 +201,7 @@ def test_full_disk_names_the_file(night, tmp_path: Path, capsys, monkeypatch) ->
     assert rc == 2
     assert err.strip() == f"sleepedge: error: cannot write {out / 'summary.json'}: No space left on device"
     assert not (out / "summary.json").exists() and not list(out.glob(".*tmp*"))
-    assert [int(r["epoch"]) for r in _rows(out)] == list(range(5)), "the completed epochs are kept"
+    assert [int(r["epoch"]) for r in results_rows(out)] == list(range(5)), "the completed epochs are kept"
 
 
 def test_results_log_appends_and_a_torn_line_is_dropped(tmp_path: Path) -> None:
@@ -281,5 +252,5 @@ def test_full_disk_mid_night_names_results_csv(night, tmp_path: Path, capsys, mo
     assert err.strip() == f"sleepedge: error: cannot write {out / 'results.csv'}: No space left on device"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and summary["reason"].startswith("stopped: cannot write")
-    rows = _rows(out)
+    rows = results_rows(out)
     assert 3 <= len(rows) < 8 and [int(r["epoch"]) for r in rows] == list(range(len(rows)))

@@ -3,10 +3,7 @@ keeps every completed epoch, and `--resume` on a new emulator completes the nigh
 
 from __future__ import annotations
 
-import csv
 import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ import pytest
 
 from host_tools import constants as C
 from tests.conftest import export_random_edge_model, have_arm_toolchain
+from tests.monitor_helpers import check_device_lost, monitor_losing_device, results_rows
 from tests.test_monitor import START
 
 pytestmark = [
@@ -48,13 +46,6 @@ def firmware(tmp_path_factory, psg_and_signal) -> tuple[Path, Path]:
     return model, build_firmware(model, tmp_path_factory.mktemp("qemu_night_fw"))
 
 
-def _rows(out: Path) -> list[dict[str, str]]:
-    if not (out / "results.csv").exists():
-        return []
-    with open(out / "results.csv") as f:
-        return list(csv.DictReader(f))
-
-
 def _host_stages(model: Path, sig: np.ndarray, first: int, n: int) -> list[str]:
     """TFLM int8 on the host, on a stream the device started filtering at epoch ``first``."""
     from host_tools.data.filters import filter_causal, from_device_samples
@@ -74,27 +65,16 @@ def test_qemu_killed_mid_night_then_resumed(psg_and_signal, firmware, tmp_path: 
     out = tmp_path / "out"
     common = ["--edf", str(psg), "--threshold", "0.0", "--out", str(out), "--plain", "--reconnect-s", "1"]
     with QemuDevice(elf, timeout_s=300) as dev:
-        def kill_after_4_epochs() -> None:
-            deadline = time.monotonic() + 120
-            while len(_rows(out)) < 4 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            dev._proc.kill()  # the emulator dies: no FIN handshake from the firmware side
-
-        killer = threading.Thread(target=kill_after_4_epochs, daemon=True)
-        killer.start()
-        rc = main(["monitor", "--port", dev.url, "--speed", "30", *common])
-        killer.join(10)
+        # The emulator dies after 4 epochs: no FIN handshake from the firmware side.
+        rc = monitor_losing_device(["monitor", "--port", dev.url, "--speed", "30", *common], out, 4,
+                                   dev._proc.kill)
         err = capsys.readouterr().err
-    assert rc == 2 and f"--port {dev.url}" in err and "Traceback" not in err
-    rows = _rows(out)
+    rows = check_device_lost(rc, err, dev.url, out, at_least=4, n=N)
     k = len(rows)
-    assert 4 <= k < N
     assert [r["final_stage"] for r in rows] == _host_stages(model, sig, 0, k)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and summary["epochs_streamed"] == k
     with QemuDevice(elf, timeout_s=300) as dev2:
         assert main(["monitor", "--port", dev2.url, "--resume", *common]) == 0
-    rows2 = _rows(out)
+    rows2 = results_rows(out)
     assert [int(r["epoch"]) for r in rows2] == list(range(N)) and rows2[:k] == rows
     # The new board filters from rest at the resume epoch; TFLM on the same stream agrees.
     assert [r["final_stage"] for r in rows2[k:]] == _host_stages(model, sig, k, N - k)

@@ -8,7 +8,8 @@ resampled to 100 Hz. On the same epochs:
 - the shipped int8 edge model, zero-shot, exactly as the device computes it (int16 transport,
   causal Butterworth from the first sample, TFLite Micro);
 - ``sleepedge adapt``, leave-one-person-out (adapted on three people, scored on the fourth, int8
-  in TFLite Micro), run as a command on EDF pairs written to a temporary folder;
+  in TFLite Micro): the cloud stage's ``adapt`` called on EDF pairs written to a temporary folder,
+  its held-out labels scored like every other stager's;
 - YASA's pretrained staging (EEG only: DREAMS has no EOG here);
 - GSSC's pretrained staging with the whole excerpt as context, run by ``gssc_infer.py`` in its
   own environment (``.venv-gssc``: GSSC needs PyTorch); skipped, and said so, when absent.
@@ -192,35 +193,40 @@ def write_dreams_pairs(folder: Path, out: Path) -> dict[str, str]:
     return people
 
 
-def adapt_lopo(models_dir: Path, dreams: Path, *, budget: float = ADAPT_BUDGET, seed: int = 0,
-               timeout_s: float = 3600) -> dict[str, Any]:
-    """``sleepedge adapt`` on the DREAMS people: the delivered int8 edge model's
-    leave-one-person-out figures (each person scored by a model adapted on the other three, in
-    TFLite Micro), from its ``metrics.json``.
+def adapt_lopo(models_dir: Path, dreams: Path, people: list[Person], *, budget: float = ADAPT_BUDGET,
+               seed: int = 0, **options: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``sleepedge adapt`` on the DREAMS people, leave one person out: each person's epochs as
+    the delivered int8 edge model adapted on the other three stages them (TFLite Micro).
 
-    ``sleepedge adapt`` is a driver (it chains stages), which a bench module may not import, so it
-    runs as a command in a subprocess, on EDF pairs written to a temporary folder.
+    The excerpts reach adapt as a user gives them, EDF pairs (in a temporary folder, one person
+    each); ``options`` go to :func:`host_tools.cloud.adapt.adapt` (e.g. ``strategies``).
+
+    Returns
+    -------
+    tuple
+        ``{person: stages}`` for :func:`score_model`, and what adapt chose (budget, choice,
+        pruned), its own int8 accuracy before and after (``metrics.json``), its wall time.
     """
+    from host_tools.cloud.adapt import adapt
+
     with tempfile.TemporaryDirectory(prefix="sleepedge-adapt-") as tmp:
-        recs, out = Path(tmp) / "recordings", Path(tmp) / "adapted"
-        people = write_dreams_pairs(dreams, recs)
-        (Path(tmp) / "people.json").write_text(json.dumps(people))
-        cmd = [sys.executable, "-m", "host_tools", "adapt", "--base", str(Path(models_dir).resolve()),
-               "--in", str(recs), "--out", str(out), "--channel", "C3-A1,CZ-A1",
-               "--subject-map", str(Path(tmp) / "people.json"), "--budget", str(budget), "--seed", str(seed),
-               "--quiet"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SleepEdgeError(f"sleepedge adapt failed on the DREAMS people ({last})")
-        m = json.loads((out / "metrics.json").read_text())
-    after = m["after"]["int8"]
-    per = {k: {f: v[f] for f in ("n", "acc", "mf1", "kappa") if f in v} for k, v in after["per_person"].items()}
-    return {k: after[k] for k in ("n", "acc", "mf1", "kappa", "confusion") if k in after} | {
-        "f1": after.get("per_class_f1"), "per_person": per, "per_person_spread": _spread(per),
-        "adapt": {"budget": budget, "choice": m.get("choice"), "pruned": m.get("choice", {}).get("pruned"),
-                  "before_int8_acc": m.get("before", {}).get("int8", {}).get("acc"),
-                  "wall_s": m.get("timing", {}).get("wall_s")}}
+        recs, subject_map = Path(tmp) / "recordings", Path(tmp) / "people.json"
+        person_of = write_dreams_pairs(dreams, recs)
+        subject_map.write_text(json.dumps(person_of))
+        done = adapt(Path(models_dir), recs, Path(tmp) / "adapted", channel="C3-A1,CZ-A1", subject_map=subject_map,
+                     budget=budget, seed=seed, progress=False, **options)
+    epochs = {p.name: p.epochs for p in people}
+    preds = {}
+    for rec, name in person_of.items():
+        scored, stages = done.held_out.of_recording(rec)
+        if not np.array_equal(scored, epochs[name]):
+            raise SleepEdgeError(f"{name}: sleepedge adapt scored {len(scored)} epochs, not this benchmark's "
+                                 f"{len(epochs[name])}")
+        preds[name] = stages
+    m = done.metrics
+    return preds, {"budget": budget, "choice": m["choice"], "pruned": m["choice"]["pruned"],
+                   "before_int8_acc": m["before"]["int8"]["acc"], "after_int8_acc": m["after"]["int8"]["acc"],
+                   "wall_s": m["timing"]["wall_s"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,12 +325,16 @@ def bench_real(models_dir: Path, out: Path, *, dreams: Path = DREAMS_DIR, with_y
     else:
         skipped["gssc"] = (f"no GSSC environment at {gssc_python} (`make bench-real` creates .venv-gssc)"
                            if gssc_python is not None else "not requested (--no-gssc)")
-    scores = {name: score_model(people, pr) for name, pr in preds.items()}
+    adapted: dict[str, Any] = {}
     if adapt_budget is not None:
         say(f"sleepedge adapt, leave one person out (budget {adapt_budget}) ...")
-        scores["adapt_lopo"] = adapt_lopo(Path(models_dir), Path(dreams), budget=adapt_budget, seed=seed)
+        preds["adapt_lopo"], adapted = adapt_lopo(Path(models_dir), Path(dreams), people, budget=adapt_budget,
+                                                  seed=seed)
     else:
         skipped["adapt_lopo"] = "not requested (--no-adapt)"
+    scores = {name: score_model(people, pr) for name, pr in preds.items()}
+    if adapted:
+        scores["adapt_lopo"]["adapt"] = adapted
     report = {"corpus": corpus_summary(people), "models": str(models_dir), "scores": scores,
               "skipped": skipped, "reference_by_hand": {k: {"acc": a, "kappa": kk}
                                                         for k, (a, kk) in REFERENCE_BY_HAND.items()},

@@ -504,6 +504,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds")
 
 
+def _print_report(report: dict[str, list[str]], out: Path, dry_run: bool, *, present_note: str | None = None,
+                 note: str = "") -> None:
+    """Print what :func:`fetch` or :func:`fetch_dreams` did (or, for a dry run, would do).
+
+    Parameters
+    ----------
+    report : dict
+        The fetch report (``would_fetch``, ``verified``, ``downloaded``, ``copied`` lists).
+    out : Path
+        The destination folder, named in the last line.
+    dry_run : bool
+        List the files to fetch and count them instead of summarising a fetch.
+    present_note : str, optional
+        With a dry run, also list each present file, with this note in brackets.
+    note : str
+        Appended to the summary line of a real fetch.
+    """
+    if dry_run:
+        for rel in report["would_fetch"]:
+            print(f"would fetch {rel}")
+        if present_note is not None:
+            for rel in report["verified"]:
+                print(f"present     {rel} ({present_note})")
+        print(f"{len(report['would_fetch'])} to fetch, {len(report['verified'])} present, into {out}")
+        return
+    print(f"{len(report['downloaded']) + len(report['copied'])} fetched, {len(report['verified'])} "
+          f"already verified, into {out}{note}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Fetch, then print a summary (or the list of files for ``--dry-run``)."""
     if args.dataset == DREAMS_DATASET:
@@ -515,15 +544,7 @@ def run(args: argparse.Namespace) -> int:
         base_url=args.base_url, sums_file=args.sums, from_dir=args.from_dir, dry_run=args.dry_run,
         timeout=args.timeout,
     )
-    if args.dry_run:
-        for rel in report["would_fetch"]:
-            print(f"would fetch {rel}")
-        for rel in report["verified"]:
-            print(f"present     {rel} (verified when fetching)")
-        print(f"{len(report['would_fetch'])} to fetch, {len(report['verified'])} present, into {args.out}")
-        return 0
-    print(f"{len(report['downloaded']) + len(report['copied'])} fetched, {len(report['verified'])} "
-          f"already verified, into {args.out}")
+    _print_report(report, args.out, args.dry_run, present_note="verified when fetching")
     return 0
 
 
@@ -534,12 +555,7 @@ def _run_dreams(args: argparse.Namespace) -> int:
     out = args.out or Path("data/dreams-spindles")
     report = fetch_dreams(out, base_url=args.base_url or DREAMS_BASE_URL, from_dir=args.from_dir,
                           dry_run=args.dry_run, timeout=args.timeout)
-    if args.dry_run:
-        for name in report["would_fetch"]:
-            print(f"would fetch {name}")
-        print(f"{len(report['would_fetch'])} to fetch, {len(report['verified'])} present, into {out}")
-        return 0
-    print(f"{len(report['downloaded']) + len(report['copied'])} fetched, {len(report['verified'])} already "
-          f"verified, into {out} (DREAMS licence: CC BY-NC-ND, do not commit or redistribute)")
-    print(f"next: sleepedge data convert --dreams {out} --out /tmp/dreams-edf")
+    _print_report(report, out, args.dry_run, note=" (DREAMS licence: CC BY-NC-ND, do not commit or redistribute)")
+    if not args.dry_run:
+        print(f"next: sleepedge data convert --dreams {out} --out /tmp/dreams-edf")
     return 0
