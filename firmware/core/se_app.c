@@ -319,6 +319,21 @@ static void run_ready(se_app_t *app)
     epoch_closed(app);
 }
 
+/* Quality sums, filter and transport quantization of one block's samples; with plain_input
+ * also the model input. Inlined with a constant flag, so each caller's loop has no branch. */
+static inline void filter_samples(se_app_t *app, const uint8_t *q_le, size_t base, bool plain_input)
+{
+    for (size_t i = 0; i < SE_SAMPLES_PER_BLOCK; ++i) {
+        const int16_t q = (int16_t)se_rd_u16(&q_le[2 * i]);
+        se_quality_push(&app->quality, q);
+        const float y = se_filter_step(&app->filter, (float)q * SE_SAMPLE_UV_PER_LSB);
+        app->epoch_q[base + i] = quantize_transport(y);
+        if (plain_input) {
+            app->model_in[base + i] = quantize_input(y, app->in_inv_scale, app->in_zp);
+        }
+    }
+}
+
 /* Filter one block (q == NULL: a missing block, zero-filled) into the open epoch. */
 static void accept_block(se_app_t *app, const uint8_t *q_le)
 {
@@ -338,14 +353,10 @@ static void accept_block(se_app_t *app, const uint8_t *q_le)
         app->cur_incomplete = true;
     } else {
         const size_t base = (size_t)pos * SE_SAMPLES_PER_BLOCK;
-        for (size_t i = 0; i < SE_SAMPLES_PER_BLOCK; ++i) {
-            const int16_t q = (int16_t)se_rd_u16(&q_le[2 * i]);
-            se_quality_push(&app->quality, q);
-            const float y = se_filter_step(&app->filter, (float)q * SE_SAMPLE_UV_PER_LSB);
-            app->epoch_q[base + i] = quantize_transport(y);
-            if (!app->input_norm) {
-                app->model_in[base + i] = quantize_input(y, app->in_inv_scale, app->in_zp);
-            }
+        if (app->input_norm) { /* model_in is quantized at epoch end (quantize_normalized) */
+            filter_samples(app, q_le, base, false);
+        } else {
+            filter_samples(app, q_le, base, true);
         }
     }
     app->cur_filter_cycles += cycles(app) - t0;
