@@ -128,6 +128,23 @@ def test_normalized_input_removes_a_gain_keeps_stage_contrast():
         NZ.normalized_model_input(np.zeros((2, 100)))
 
 
+def test_raw_samples_keep_artefacts_out_of_the_ring():
+    rng = np.random.default_rng(3)
+    y = (rng.standard_normal((6, N)) * 15.0).astype(np.float32)
+    raw = filters.to_device_samples(y)
+    y[2] *= 40.0  # a huge epoch ...
+    raw[2] = 32767  # ... whose raw samples are clipped: the gate rejects it
+    with_gate = NZ.normalized_model_input(y, raw=raw)
+    without = NZ.normalized_model_input(y)
+    assert np.array_equal(with_gate[:2], without[:2])
+    assert not np.array_equal(with_gate[3:], without[3:])  # it entered the ring only without the gate
+    keep = np.ones(6, bool)
+    keep[2] = False
+    assert np.array_equal(with_gate[3:], NZ.normalized_model_input(y, classified=keep)[3:])
+    with pytest.raises(SleepEdgeError, match="raw"):
+        NZ.normalized_model_input(y, raw=raw[:3])
+
+
 def test_model_folder_switch(tmp_path):
     assert NZ.model_input_norm(tmp_path) is None
     (tmp_path / "compress.json").write_text(json.dumps({"input_norm": {"window": 60}}))

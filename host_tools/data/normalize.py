@@ -167,7 +167,8 @@ def running_scales(amplitudes: np.ndarray, classified: np.ndarray | None = None,
     return np.array([norm.update(v) if m else norm.scale(extra=v) for v, m in zip(a, mask)], np.int64)
 
 
-def normalized_model_input(y_epochs: np.ndarray, classified: np.ndarray | None = None) -> np.ndarray:
+def normalized_model_input(y_epochs: np.ndarray, classified: np.ndarray | None = None,
+                           raw: np.ndarray | None = None) -> np.ndarray:
     """The float32 epochs a normalized model sees, for ONE recording in stream order.
 
     ``filters.quantize_model_input(result, scale, zp)`` gives exactly the device's int8 input.
@@ -179,6 +180,9 @@ def normalized_model_input(y_epochs: np.ndarray, classified: np.ndarray | None =
     classified : bool ndarray (N,), optional
         Epochs the device classifies (quality gate ``ok`` and complete); default all. The
         others do not enter the running ring.
+    raw : int16 ndarray (N, EPOCH_SAMPLES), optional
+        The same epochs' raw transport samples (a prepared cache's ``x_raw``): epochs the
+        signal-quality gate rejects are then left out of the ring too, as on the device.
 
     Returns
     -------
@@ -188,6 +192,13 @@ def normalized_model_input(y_epochs: np.ndarray, classified: np.ndarray | None =
     y = np.asarray(y_epochs)
     if y.ndim != 2 or y.shape[1] != C.EPOCH_SAMPLES:
         raise SleepEdgeError(f"epochs must have shape (N, {C.EPOCH_SAMPLES}), got {y.shape}")
+    if raw is not None:
+        from host_tools.data import quality
+
+        if np.shape(raw) != y.shape:
+            raise SleepEdgeError(f"raw epochs have shape {np.shape(raw)}, filtered {y.shape}")
+        ok = quality.epoch_verdicts(np.asarray(raw)) == quality.OK
+        classified = ok if classified is None else ok & np.asarray(classified, bool)
     q = transport_samples(y)
     gains = norm_gain(running_scales(epoch_amplitude_lsb(q), classified))
     return q.astype(np.float32) * gains[:, None]
