@@ -86,8 +86,10 @@ class TflmModel:
         iq, oq = i["quantization_parameters"], o["quantization_parameters"]
         from host_tools.data.normalize import model_input_norm
 
+        # Only a model folder's model.tflite has metadata beside it (a loose .tflite is plain).
+        norm = model_input_norm(path.parent) if path.name == MODEL_FILE else None
         return cls(path, it, shape, float(iq["scales"][0]), int(iq["zero_points"][0]),
-                   float(oq["scales"][0]), int(oq["zero_points"][0]), model_input_norm(path.parent))
+                   float(oq["scales"][0]), int(oq["zero_points"][0]), norm)
 
     def run_int8(self, q: np.ndarray) -> np.ndarray:
         """Raw int8 outputs (n, 5) for int8 inputs (n, 3000)."""
