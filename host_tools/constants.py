@@ -75,6 +75,22 @@ QUALITY_MAINS_RATIO: int = 9
 QUALITY_FLAT_VAR_LSB2: int = round((QUALITY_FLAT_STD_UV / SAMPLE_UV_PER_LSB) ** 2)
 QUALITY_MAX_VAR_LSB2: int = round((QUALITY_MAX_STD_UV / SAMPLE_UV_PER_LSB) ** 2)
 
+# --- causal running input normalization (docs/training.md "Running normalization") ---------
+#: Off unless the model folder's metadata says ``"input_norm": {...}`` (export bakes
+#: SE_MODEL_INPUT_NORM into model_data.h). Computed on the 0.25-uV transport samples in integers
+#: (host_tools.data.normalize and firmware/core/se_norm.c agree bit for bit).
+#: Epoch amplitudes (MAD, LSB) kept in the running ring: the classified epochs of the last 30 min.
+NORM_WINDOW_EPOCHS: int = 60
+#: Gaussian std / MAD.
+NORM_MAD_TO_STD: float = 1.4826
+#: The running scale is brought to the MAD of a 15-uV std (~ the median real Fpz-Cz N2 epoch).
+NORM_TARGET_STD_UV: float = 15.0
+#: The same target in MAD LSB (float32 in C): 4 * 15 / 1.4826 = 40.469...
+NORM_TARGET_MAD_LSB: float = NORM_TARGET_STD_UV / SAMPLE_UV_PER_LSB / NORM_MAD_TO_STD
+#: Lower bound of the running scale in MAD LSB (~1.1 uV std, the flat-epoch gate's level), so
+#: a nearly flat start of a recording is not blown up.
+NORM_FLOOR_LSB: int = 3
+
 # --- serial protocol (docs/protocol.md) ----------------------------------------------------
 PROTOCOL_VERSION: int = 2
 FIRMWARE_VERSION: str = "0.1.0"

@@ -94,6 +94,7 @@ def test_header_macros_match_the_tflite(exported) -> None:
     assert int(mac["SE_MODEL_HASH_U32"].rstrip("u"), 16) == int.from_bytes(bytes.fromhex(sha)[:4], "big")
     assert np.float32(mac["SE_MODEL_CONFIDENCE_THRESHOLD"].rstrip("f")) == np.float32(0.55)
     assert int(mac["SE_MODEL_DATA_LEN"].rstrip("u")) == len(data)
+    assert mac["SE_MODEL_INPUT_NORM"] == "0"  # off unless the model folder says so
     plan_mac = _macros((out / "model_plan.h").read_text())
     assert int(plan_mac["SE_PLAN_INPUT_BYTES"].rstrip("u")) == C.EPOCH_SAMPLES
     assert 0 < int(plan_mac["SE_PLAN_ARENA_BYTES"].rstrip("u")) <= 48 * 1024
@@ -184,3 +185,11 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(SleepEdgeError, match="corrupt.tflite"):
         export_model(bad, tmp_path, threshold=0.6, name="x")
+
+
+def test_input_norm_switch_reaches_the_header(exported, tmp_path: Path) -> None:
+    from host_tools.deploy.c_export import export_model
+
+    tfl, _, _ = exported
+    export_model(tfl, tmp_path, threshold=0.6, name="x", input_norm=True)
+    assert _macros((tmp_path / "model_data.h").read_text())["SE_MODEL_INPUT_NORM"] == "1"

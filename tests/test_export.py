@@ -27,7 +27,7 @@ def c_export_calls(monkeypatch):
         return None
     stub = types.ModuleType("host_tools.deploy.c_export")
 
-    def export_model(tflite_path, out_dir, *, threshold, name):
+    def export_model(tflite_path, out_dir, *, threshold, name, input_norm=False):
         calls.append({"tflite": tflite_path, "out": out_dir, "threshold": threshold, "name": name})
 
     stub.export_model = export_model
@@ -47,6 +47,26 @@ def int8_tflite(tiny_cache, tmp_path_factory):
     path = tmp_path_factory.mktemp("int8") / "edge.tflite"
     path.write_bytes(compress.convert_int8(models.build_edge_cnn(seed=5), compress.representative_epochs(x, n=64)))
     return path
+
+
+def test_export_takes_input_norm_from_compress_json(int8_tflite, tmp_path, c_export_calls):
+    from host_tools.data.normalize import default_input_norm
+    from host_tools.deploy.predict import TflmModel
+
+    src = tmp_path / "train"
+    src.mkdir()
+    (src / "model.tflite").write_bytes(int8_tflite.read_bytes())
+    (src / "compress.json").write_text(json.dumps({"input_norm": {"window": C.NORM_WINDOW_EPOCHS}}))
+    out = tmp_path / "edge"
+    assert main(["export", "--tflite", str(src / "model.tflite"), "--out", str(out), "--n-check", "2",
+                 "--header", str(tmp_path / "h.h")]) == 0
+    assert json.loads((out / "export.json").read_text())["input_norm"] == default_input_norm()
+    assert TflmModel.load(out).input_norm == default_input_norm()  # predict follows the folder
+    if c_export_calls is None:
+        assert "#define SE_MODEL_INPUT_NORM 1" in (out / "model_data.h").read_text()
+    assert main(["export", "--tflite", str(src / "model.tflite"), "--out", str(out), "--n-check", "2",
+                 "--header", str(tmp_path / "h.h"), "--input-norm", "off"]) == 0
+    assert TflmModel.load(out).input_norm is None
 
 
 def test_export_end_to_end(int8_tflite, tiny_cache, tmp_path, c_export_calls, capsys):
@@ -78,6 +98,7 @@ def test_export_end_to_end(int8_tflite, tiny_cache, tmp_path, c_export_calls, ca
     assert a["bit_exact_fraction"] >= 0.9 and a["argmax_agreement"] >= 0.95
     assert a["tflite_kernels"].startswith("reference") and "XNNPACK" in a["default_xnnpack"]["tflite_kernels"]
     assert report["threshold"] == 0.55
+    assert report["input_norm"] is None  # no compress.json saying otherwise: plain input
 
     ref = np.load(out / "reference_vectors.npz")
     assert ref["input_int8"].dtype == np.int8 and ref["output_int8"].dtype == np.int8

@@ -38,7 +38,7 @@ def host_build() -> Path:
     return BUILD
 
 
-@pytest.mark.parametrize("unit", ["test_filter", "test_protocol", "test_app"])
+@pytest.mark.parametrize("unit", ["test_filter", "test_protocol", "test_norm", "test_app"])
 def test_c_unit_tests(host_build, unit):
     r = subprocess.run([str(host_build / unit)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -232,7 +232,7 @@ def test_core_cross_compiles_for_cortex_m4_without_heap(tmp_path):
     r = subprocess.run(["make", "-s", "-C", str(FW_TESTS), f"BUILD={tmp_path}", "arm-check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    for obj in ("arm_se_filter.o", "arm_se_protocol.o", "arm_se_quality.o", "arm_se_app.o"):
+    for obj in ("arm_se_filter.o", "arm_se_protocol.o", "arm_se_quality.o", "arm_se_norm.o", "arm_se_app.o"):
         nm = subprocess.run(["arm-none-eabi-nm", "-u", str(tmp_path / obj)], capture_output=True,
                             text=True, check=True)
         undefined = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}

@@ -285,6 +285,16 @@ static void classify(se_app_t *app, uint32_t epoch)
     }
 }
 
+/* Normalized input (se_norm.h): the epoch enters the running ring, then model_in is quantized
+ * from the transport samples with the gain, once per epoch (not per sample). */
+static void quantize_normalized(se_app_t *app)
+{
+    const float gain = se_norm_gain(se_norm_update(&app->norm, app->epoch_q));
+    for (size_t i = 0; i < SE_EPOCH_SAMPLES; ++i) {
+        app->model_in[i] = quantize_input((float)app->epoch_q[i] * gain, app->in_inv_scale, app->in_zp);
+    }
+}
+
 /* Run the completed epoch, if any. Called before its buffers are reused. */
 static void run_ready(se_app_t *app)
 {
@@ -299,9 +309,29 @@ static void run_ready(se_app_t *app)
     } else if (!app->model_ok) {
         close_epoch_without_label(app, app->ready_epoch, SE_RESULT_FLAG_MODEL_ERROR);
     } else {
+        if (app->input_norm) { /* only classified epochs enter the running scale */
+            const uint32_t t0 = cycles(app);
+            quantize_normalized(app);
+            app->ready_filter_cycles += cycles(app) - t0;
+        }
         classify(app, app->ready_epoch);
     }
     epoch_closed(app);
+}
+
+/* Quality sums, filter and transport quantization of one block's samples; with plain_input
+ * also the model input. Inlined with a constant flag, so each caller's loop has no branch. */
+static inline void filter_samples(se_app_t *app, const uint8_t *q_le, size_t base, bool plain_input)
+{
+    for (size_t i = 0; i < SE_SAMPLES_PER_BLOCK; ++i) {
+        const int16_t q = (int16_t)se_rd_u16(&q_le[2 * i]);
+        se_quality_push(&app->quality, q);
+        const float y = se_filter_step(&app->filter, (float)q * SE_SAMPLE_UV_PER_LSB);
+        app->epoch_q[base + i] = quantize_transport(y);
+        if (plain_input) {
+            app->model_in[base + i] = quantize_input(y, app->in_inv_scale, app->in_zp);
+        }
+    }
 }
 
 /* Filter one block (q == NULL: a missing block, zero-filled) into the open epoch. */
@@ -323,12 +353,10 @@ static void accept_block(se_app_t *app, const uint8_t *q_le)
         app->cur_incomplete = true;
     } else {
         const size_t base = (size_t)pos * SE_SAMPLES_PER_BLOCK;
-        for (size_t i = 0; i < SE_SAMPLES_PER_BLOCK; ++i) {
-            const int16_t q = (int16_t)se_rd_u16(&q_le[2 * i]);
-            se_quality_push(&app->quality, q);
-            const float y = se_filter_step(&app->filter, (float)q * SE_SAMPLE_UV_PER_LSB);
-            app->epoch_q[base + i] = quantize_transport(y);
-            app->model_in[base + i] = quantize_input(y, app->in_inv_scale, app->in_zp);
+        if (app->input_norm) { /* model_in is quantized at epoch end (quantize_normalized) */
+            filter_samples(app, q_le, base, false);
+        } else {
+            filter_samples(app, q_le, base, true);
         }
     }
     app->cur_filter_cycles += cycles(app) - t0;
@@ -505,6 +533,8 @@ void se_app_init(se_app_t *app, const se_platform_t *platform)
     app->in_zp = se_model_input_zero_point();
     app->out_scale = se_model_output_scale();
     app->out_zp = se_model_output_zero_point();
+    app->input_norm = se_model_input_norm() != 0;
+    se_norm_reset(&app->norm);
 
     /* A lone delimiter first: the host drops whatever boot noise preceded it. */
     app->platform.write(&delimiter, 1, app->platform.ctx);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "se_filter.h"
+#include "se_norm.h"
 #include "se_protocol.h"
 #include "se_quality.h"
 #include "sleepedge_constants.h"
@@ -106,6 +107,8 @@ typedef struct {
     int32_t in_zp;
     float out_scale;
     int32_t out_zp;
+    bool input_norm;    /**< se_model_input_norm(): quantize at epoch end with the running gain */
+    se_norm_t norm;     /**< running amplitudes of the classified epochs (se_norm.h) */
 
     /* epoch assembly */
     se_filter_t filter;

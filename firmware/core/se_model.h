@@ -49,6 +49,11 @@ int32_t se_model_output_zero_point(void);
  * boots with it; CONFIG may change it at run time. */
 float se_model_confidence_threshold(void);
 
+/** 1 if the model was trained on the causal running-normalized input (SE_MODEL_INPUT_NORM in
+ * model_data.h, absent = 0): the app then quantizes each epoch at its end as
+ * (float)epoch_q[i] * se_norm_gain(S) (se_norm.h) instead of the filtered microvolts. */
+int se_model_input_norm(void);
+
 /** Bytes of working memory (tensor arena) the implementation uses; 0 if not applicable. */
 size_t se_model_arena_bytes(void);
 

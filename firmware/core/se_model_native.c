@@ -71,6 +71,15 @@ float se_model_confidence_threshold(void)
     return SE_MODEL_CONFIDENCE_THRESHOLD;
 }
 
+int se_model_input_norm(void)
+{
+#ifdef SE_MODEL_INPUT_NORM
+    return SE_MODEL_INPUT_NORM;
+#else
+    return 0; /* exported before the switch existed: plain input */
+#endif
+}
+
 size_t se_model_arena_bytes(void)
 {
     return sizeof s_arena;

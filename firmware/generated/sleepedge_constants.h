@@ -62,4 +62,9 @@
 #define SE_QUALITY_CLIP_MIN_SAMPLES 60u
 #define SE_QUALITY_MAINS_RATIO 9u
 
+/* Causal running input normalization (docs/training.md): window, target, floor. */
+#define SE_NORM_WINDOW_EPOCHS 60
+#define SE_NORM_TARGET_MAD_LSB 40.4694443f
+#define SE_NORM_FLOOR_LSB 3u
+
 #endif /* SLEEPEDGE_CONSTANTS_H */

@@ -1,10 +1,12 @@
 /* Host tool: runs se_app with the mock model (MOCK_DERIVED) on a scripted host->device stream.
- *   app_tool INPUTS_OUT < script > device_tx
+ *   app_tool INPUTS_OUT [--norm] < script > device_tx
  * The script is a sequence of records: kind u8, arg u32, len u32, data[len] (little-endian):
  *   'R' feed data to se_app_rx;  'P' se_app_poll;  'T' set the millisecond clock to arg.
- * Every model input the mock sees is appended to INPUTS_OUT (SE_EPOCH_SAMPLES int8 each). */
+ * Every model input the mock sees is appended to INPUTS_OUT (SE_EPOCH_SAMPLES int8 each).
+ * --norm: the mock reports se_model_input_norm() = 1 (running-normalized input, se_norm.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mock_model.h"
 #include "se_app.h"
@@ -47,12 +49,14 @@ int main(int argc, char **argv)
 {
     static se_app_t app;
     static uint8_t data[1 << 16];
-    if (argc != 2 || (g_inputs = fopen(argv[1], "wb")) == NULL) {
-        fprintf(stderr, "usage: app_tool INPUTS_OUT < script > device_tx\n");
+    const int norm = argc == 3 && strcmp(argv[2], "--norm") == 0;
+    if ((argc != 2 && !norm) || (g_inputs = fopen(argv[1], "wb")) == NULL) {
+        fprintf(stderr, "usage: app_tool INPUTS_OUT [--norm] < script > device_tx\n");
         return 2;
     }
     mock_model_reset();
     g_mock_mode = MOCK_DERIVED;
+    g_mock_input_norm = norm;
     const se_platform_t plat = {tx, clock_ms, NULL, NULL};
     se_app_init(&app, &plat);
     int kind;

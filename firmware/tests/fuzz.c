@@ -278,6 +278,7 @@ static void reboot(se_app_t *app)
         g_mock_in_zp = 127;
         g_mock_out_zp = 127;
     }
+    g_mock_input_norm = (int)below(2); /* half the boots run the running input normalization */
     const se_platform_t plat = {out_write, clock_ms, below(2) ? cycles : NULL, NULL};
     g_now = rnd();
     g_arq = below(2);

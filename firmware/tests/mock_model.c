@@ -14,6 +14,7 @@ float g_mock_in_scale = 200.0f / 127.0f;
 int32_t g_mock_in_zp;
 float g_mock_out_scale = 1.0f / 256.0f;
 int32_t g_mock_out_zp = -128;
+int g_mock_input_norm;
 
 void mock_model_reset(void)
 {
@@ -28,6 +29,7 @@ void mock_model_reset(void)
     g_mock_in_zp = 0;
     g_mock_out_scale = 1.0f / 256.0f;
     g_mock_out_zp = -128;
+    g_mock_input_norm = 0;
 }
 
 /* stage = (sum |q - zp|) mod 5; that class gets -127 + (sum mod 255), the others -128, so both
@@ -68,4 +70,5 @@ int32_t se_model_input_zero_point(void) { return g_mock_in_zp; }
 float se_model_output_scale(void) { return g_mock_out_scale; }
 int32_t se_model_output_zero_point(void) { return g_mock_out_zp; }
 float se_model_confidence_threshold(void) { return SE_DEFAULT_CONFIDENCE_THRESHOLD; }
+int se_model_input_norm(void) { return g_mock_input_norm; }
 size_t se_model_arena_bytes(void) { return 0; }

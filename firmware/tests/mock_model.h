@@ -23,6 +23,8 @@ extern float g_mock_in_scale;
 extern int32_t g_mock_in_zp;
 extern float g_mock_out_scale;
 extern int32_t g_mock_out_zp;
+/* What se_model_input_norm() reports (default 0: plain input). */
+extern int g_mock_input_norm;
 
 /** Back to defaults: fixed output {-128, -128, 127, -128, -128}, no failures, counters zeroed. */
 void mock_model_reset(void);

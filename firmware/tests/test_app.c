@@ -625,6 +625,66 @@ static void test_artefact_epochs(void)
     CHECK_EQ(se_app_status(&g_app).epochs, 3);
 }
 
+/* A model with SE_MODEL_INPUT_NORM 1: model_in is quantized at epoch end from the transport
+ * samples and the running gain; only classified epochs (not artefact, not incomplete) enter. */
+static void test_input_norm(void)
+{
+    boot();
+    g_mock_input_norm = 1;
+    capture_reset(&g_cap);
+    se_app_init(&g_app, &(se_platform_t){capture_write, fake_millis, fake_cycles, &g_cap});
+    CHECK(g_app.input_norm);
+    static const uint32_t missing[] = {100}; /* epoch 3 incomplete */
+    static uint16_t amp[5];
+    static float y[SE_EPOCH_SAMPLES];
+    static int16_t q[5][SE_EPOCH_SAMPLES];
+    for (uint32_t e = 0; e < 5; ++e) {
+        expected_epoch(e, missing, 1, y);
+        for (int i = 0; i < SE_EPOCH_SAMPLES; ++i) {
+            q[e][i] = q16(y[i]);
+        }
+        amp[e] = se_norm_epoch_amplitude(q[e], SE_EPOCH_SAMPLES);
+    }
+    send_blocks(0, 29);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_app.norm.n, 1);
+    send_blocks(30, 59);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_app.norm.n, 2);
+    send_blocks(60, 89);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_app.norm.n, 3);
+    /* expected input of epoch 2: scale = upper median of {a0, a1, a2} */
+    uint16_t v[3] = {amp[0], amp[1], amp[2]};
+    for (int i = 0; i < 3; ++i) {
+        for (int j = i + 1; j < 3; ++j) {
+            if (v[j] < v[i]) {
+                const uint16_t t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+            }
+        }
+    }
+    const uint16_t s = v[1] < SE_NORM_FLOOR_LSB ? SE_NORM_FLOOR_LSB : v[1];
+    const float gain = SE_NORM_TARGET_MAD_LSB / (float)s * 0.25f;
+    int same = 1;
+    for (int i = 0; i < SE_EPOCH_SAMPLES; ++i) {
+        same &= g_mock_last_input[i] == q8((float)q[2][i] * gain);
+    }
+    CHECK(same);
+    send_blocks(90, 99); /* epoch 3 loses block 100: incomplete, not in the ring */
+    send_blocks(101, 119);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_app.norm.n, 3);
+    CHECK_EQ(g_mock_runs, 3);
+    g_sig = SIG_FLAT; /* epoch 4: artefact, not in the ring */
+    send_blocks(120, 149);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_app.norm.n, 3);
+    CHECK_EQ(g_mock_runs, 3);
+    CHECK_EQ(capture_count(&g_cap, SE_FRAME_FINAL), 5);
+}
+
 static int nack_count(void) { return capture_count(&g_cap, SE_FRAME_NACK); }
 
 static void test_arq_recovers_a_lost_block(void)
@@ -720,6 +780,7 @@ int main(void)
     RUN(test_sequence_numbers);
     RUN(test_byte_by_byte_rx);
     RUN(test_artefact_epochs);
+    RUN(test_input_norm);
     RUN(test_arq_recovers_a_lost_block);
     RUN(test_arq_first_block_lost);
     RUN(test_arq_repeats_nack_then_gives_up);

@@ -68,6 +68,10 @@ def constants_header() -> str:
               f"#define SE_QUALITY_MAX_VAR_LSB2 {C.QUALITY_MAX_VAR_LSB2}u",
               f"#define SE_QUALITY_CLIP_MIN_SAMPLES {C.QUALITY_CLIP_MIN_SAMPLES}u",
               f"#define SE_QUALITY_MAINS_RATIO {C.QUALITY_MAINS_RATIO}u"]
+    lines += ["", "/* Causal running input normalization (docs/training.md): window, target, floor. */",
+              f"#define SE_NORM_WINDOW_EPOCHS {C.NORM_WINDOW_EPOCHS}",
+              f"#define SE_NORM_TARGET_MAD_LSB {c_float(C.NORM_TARGET_MAD_LSB)}",
+              f"#define SE_NORM_FLOOR_LSB {C.NORM_FLOOR_LSB}u"]
     lines += ["", "#endif /* SLEEPEDGE_CONSTANTS_H */", ""]
     return "\n".join(lines)
 

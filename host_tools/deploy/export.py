@@ -60,9 +60,13 @@ def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray,
 def export(
     tflite: Path, out: Path, *, threshold: float = C.DEFAULT_CONFIDENCE_THRESHOLD,
     name: str = "edge", cache: Path | None = None, n_check: int = 200, c_out: Path | None = None,
-    header: Path | None = None, seed: int = 0,
+    header: Path | None = None, seed: int = 0, input_norm: bool | None = None,
 ) -> dict[str, Any]:
     """Export ``tflite`` into ``out`` and check TFLM against the TFLite interpreter.
+
+    ``input_norm``: the model sees the causal running-normalized input; ``None`` (default) takes
+    it from ``compress.json`` next to ``tflite`` (``"input_norm"``, absent = off). Recorded in
+    ``export.json`` (what ``sleepedge predict`` reads) and as ``SE_MODEL_INPUT_NORM`` in C.
 
     Returns
     -------
@@ -95,8 +99,15 @@ def export(
         from host_tools.deploy import c_export
     except ModuleNotFoundError as exc:
         raise SleepEdgeError("host_tools.deploy.c_export is not available in this build: cannot write C arrays") from exc
+    from host_tools.data.normalize import default_input_norm, model_input_norm
+
+    if input_norm is None:
+        norm = model_input_norm(tflite.parent, files=("compress.json",))
+    else:
+        norm = default_input_norm() if input_norm else None
     c_dir = Path(c_out) if c_out is not None else out
-    c_result = c_export.export_model(dest, c_dir, threshold=float(threshold), name=name)
+    c_result = c_export.export_model(dest, c_dir, threshold=float(threshold), name=name,
+                                     input_norm=norm is not None)
     c_figures = {k: getattr(c_result, k) for k in ("arena_bytes", "macs", "hash_u32", "model_bytes")
                  if hasattr(c_result, k)}
     header_path = codegen.write_constants_header(header) if header else codegen.write_constants_header()
@@ -137,6 +148,7 @@ def export(
         "name": name, "threshold": float(threshold), "ops": ops, "io": io,
         "tflm_vs_tflite": agreement, "reference_vectors": shown_path(out / REFERENCE_FILE),
         "c_out": shown_path(c_dir), "c_export": c_figures, "header": shown_path(header_path),
+        "input_norm": norm,
     }
     (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -153,6 +165,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--c-out", type=Path, default=None, help="folder for model_data/model_plan (default: --out)")
     parser.add_argument("--header", type=Path, default=None,
                         help="constants header to regenerate (default: firmware/generated/sleepedge_constants.h)")
+    parser.add_argument("--input-norm", choices=("auto", "on", "off"), default="auto",
+                        help="model input is the causal running-normalized epoch (SE_MODEL_INPUT_NORM); "
+                             "auto: as compress.json next to --tflite says (default: %(default)s)")
     parser.add_argument("--n-check", type=int, default=200, help="epochs compared TFLM vs TFLite (default: %(default)s)")
 
 
@@ -160,9 +175,11 @@ def run(args: argparse.Namespace) -> int:
     if args.n_check < 1:
         raise SleepEdgeError(f"--n-check must be at least 1, got {args.n_check}")
     r = export(args.tflite, args.out, threshold=args.threshold, name=args.name, cache=args.cache,
-               n_check=args.n_check, c_out=args.c_out, header=args.header)
+               n_check=args.n_check, c_out=args.c_out, header=args.header,
+               input_norm={"auto": None, "on": True, "off": False}[args.input_norm])
     a = r["tflm_vs_tflite"]
-    print(f"exported {r['tflite']} ({r['bytes']} bytes, sha256 {r['sha256'][:12]}), threshold {r['threshold']:.3f}")
+    print(f"exported {r['tflite']} ({r['bytes']} bytes, sha256 {r['sha256'][:12]}), threshold {r['threshold']:.3f}, "
+          f"input norm {'on' if r['input_norm'] else 'off'}")
     print(f"TFLM vs TFLite on {a['epochs']} epochs ({a['epochs_from']}): bit-exact {a['bit_exact_fraction']:.1%}, "
           f"max |diff| {a['max_abs_lsb']} LSB, argmax agreement {a['argmax_agreement']:.1%}")
     print(f"wrote C sources to {r['c_out']}, {r['header']}, {r['reference_vectors']}")

@@ -9,6 +9,11 @@ Like the device, every epoch first passes the signal-quality gate (``host_tools.
 on the raw int16 samples): an epoch judged flat, clipped, of implausible amplitude or
 mains-dominated gets the stage ``artefact`` with that reason in the ``quality`` column and no
 confidence, never a sleep stage.
+
+A model folder whose metadata switches on the causal running input normalization
+(``"input_norm"`` in ``export.json``/``compress.json``, :mod:`host_tools.data.normalize`) gets its
+int8 input from the 0.25-uV transport samples times the running gain, the ring fed only with the
+epochs the gate passes, as the firmware does with ``SE_MODEL_INPUT_NORM 1``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class TflmModel:
     input_zero_point: int
     output_scale: float
     output_zero_point: int
+    #: ``input_norm`` of the model folder (``None``: plain input, today's models).
+    input_norm: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, model: str | Path) -> "TflmModel":
@@ -77,8 +84,12 @@ class TflmModel:
             raise SleepEdgeError(f"{path}: expected {C.EPOCH_SAMPLES} inputs and {C.N_CLASSES} outputs, "
                                  f"got shapes {list(shape)} and {list(o['shape'])}")
         iq, oq = i["quantization_parameters"], o["quantization_parameters"]
+        from host_tools.data.normalize import model_input_norm
+
+        # Only a model folder's model.tflite has metadata beside it (a loose .tflite is plain).
+        norm = model_input_norm(path.parent) if path.name == MODEL_FILE else None
         return cls(path, it, shape, float(iq["scales"][0]), int(iq["zero_points"][0]),
-                   float(oq["scales"][0]), int(oq["zero_points"][0]))
+                   float(oq["scales"][0]), int(oq["zero_points"][0]), norm)
 
     def run_int8(self, q: np.ndarray) -> np.ndarray:
         """Raw int8 outputs (n, 5) for int8 inputs (n, 3000)."""
@@ -100,6 +111,18 @@ class TflmModel:
         from host_tools.data.filters import quantize_model_input
 
         return quantize_model_input(x_filt, self.input_scale, self.input_zero_point)
+
+    def quantize_stream(self, x_filt: np.ndarray, classified: np.ndarray | None = None) -> np.ndarray:
+        """One recording's filtered epochs in stream order -> the int8 inputs the device feeds.
+
+        Plain :meth:`quantize` unless the model folder switches the running normalization on;
+        then only ``classified`` epochs (default all) enter the running scale, as on the device.
+        """
+        if self.input_norm is None:
+            return self.quantize(x_filt)
+        from host_tools.data.normalize import normalized_model_input
+
+        return self.quantize(normalized_model_input(x_filt, classified))
 
 
 def decide(raw: np.ndarray, output_scale: float, output_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +212,7 @@ def predict_recordings(
         task = bar.add_task("predict", total=len(recordings))
         for psg in recordings:
             epochs, name, verdicts = recording_epochs_with_quality(psg, channel)
-            raw = tflm.run_int8(tflm.quantize(epochs))
+            raw = tflm.run_int8(tflm.quantize_stream(epochs, classified=verdicts == 0))
             stages, conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
             for k, (s, c, v) in enumerate(zip(stages, conf, verdicts)):
                 row = {"recording": name, "epoch": k, "onset_s": k * C.EPOCH_S,

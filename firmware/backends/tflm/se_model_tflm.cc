@@ -194,6 +194,15 @@ extern "C" float se_model_confidence_threshold(void)
     return SE_MODEL_CONFIDENCE_THRESHOLD;
 }
 
+extern "C" int se_model_input_norm(void)
+{
+#ifdef SE_MODEL_INPUT_NORM
+    return SE_MODEL_INPUT_NORM;
+#else
+    return 0; /* exported before the switch existed: plain input */
+#endif
+}
+
 extern "C" size_t se_model_arena_bytes(void)
 {
     /* Bytes TFLM actually used once initialised; the reserved size before that. */
