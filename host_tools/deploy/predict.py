@@ -107,7 +107,17 @@ class TflmModel:
             * np.float32(self.output_scale)
 
     def quantize(self, x_filt: np.ndarray) -> np.ndarray:
-        """Filtered uV epochs (n, 3000) -> int8 model input, as the firmware quantizes."""
+        """Filtered uV epochs (n, 3000) -> int8 model input, as the firmware quantizes.
+
+        Refused for a model that normalizes its input over each recording: its input depends on
+        the epochs before, so only :meth:`quantize_stream` (one recording at a time) is right.
+        """
+        if self.input_norm is not None:
+            raise SleepEdgeError(f"{self.path}: this model normalizes its input over each recording "
+                                 "(input_norm); quantize one recording at a time (quantize_stream)")
+        return self._quantize_plain(x_filt)
+
+    def _quantize_plain(self, x_filt: np.ndarray) -> np.ndarray:
         from host_tools.data.filters import quantize_model_input
 
         return quantize_model_input(x_filt, self.input_scale, self.input_zero_point)
@@ -119,10 +129,10 @@ class TflmModel:
         then only ``classified`` epochs (default all) enter the running scale, as on the device.
         """
         if self.input_norm is None:
-            return self.quantize(x_filt)
+            return self._quantize_plain(x_filt)
         from host_tools.data.normalize import normalized_model_input
 
-        return self.quantize(normalized_model_input(x_filt, classified))
+        return self._quantize_plain(normalized_model_input(x_filt, classified))
 
 
 def decide(raw: np.ndarray, output_scale: float, output_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
