@@ -58,6 +58,20 @@ def test_every_arm_on_every_test_set(bench):
 
 
 @pytest.mark.slow
+def test_model_card_section_only_for_its_start_model(bench, tmp_path):
+    """The card shows the report's rows when it was made from this edge model, nothing when stale."""
+    _, _, r = bench
+    summary = B.card_summary(r, INIT)
+    assert summary is not None and list(summary["rows"]) == ["init (no fine-tuning)", "control", "montage"]
+    text = "\n".join(B.card_lines(summary))
+    acc = r["arms"]["montage"]["scores"]["dreams"]["acc"]
+    assert "| montage |" in text and f"{acc:.3f}" in text and "DREAMS" in text
+    other = tmp_path / "other.keras"
+    other.write_bytes(INIT.read_bytes() + b"x")
+    assert B.card_summary(r, other) is None and B.card_summary({}, INIT) is None
+
+
+@pytest.mark.slow
 def test_montage_corpus_differs_from_plain_only_by_montage(bench):
     """Montage-only nights: every other family neutral in the sidecar; signals identical to plain
     exactly where the montage drawn is the frontal one. A central night's physiology is drawn

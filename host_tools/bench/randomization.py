@@ -390,7 +390,7 @@ def bench_randomization(
         tests[False] = test_sets(caches, split, people, False)
     report: dict[str, Any] = {
         "corpus": corpus_notes(split, nights, night_minutes),
-        "settings": {"init": shown_path(init), "split": split, "nights": nights, "night_minutes": night_minutes,
+        "settings": {"init": shown_path(init), "init_sha256": _sha256(Path(init)), "split": split, "nights": nights, "night_minutes": night_minutes,
                      "passes": passes, "lr": lr, "batch": batch, "seed": seed, "norm_window": NORM_WINDOW,
                      "work": shown_path(work), "corpora": {n: list(CORPORA.get(n, ())) for n in needed}},
         "init": {ts.name: score_set(load_init(init), ts) for ts in tests[False]},
@@ -406,6 +406,13 @@ def bench_randomization(
     report["seconds"] = round(time.time() - t0, 1)
     write_reports(Path(out), report)
     return report
+
+
+def _sha256(path: Path) -> str | None:
+    """SHA-256 of a model file (None for a SavedModel folder): ties a report to its start model."""
+    from host_tools.learn.models import sha256_file
+
+    return sha256_file(path) if path.is_file() else None
 
 
 def _progress(total: int, on: bool) -> Any:
@@ -465,6 +472,34 @@ def write_reports(out: Path, report: dict[str, Any]) -> None:
                               {TEST_LABELS[t]: [max(0.0, sc[t][metric]) for _, sc in rows] for t in TEST_SETS},
                               ylabel=label, title=f"{label} per arm: synthetic test subjects and DREAMS (real)",
                               note=note)
+
+
+def card_summary(report: dict[str, Any], float_model: Path) -> dict[str, Any] | None:
+    """What the model card shows of a report (acc, kappa, N3 recall per arm and test set), or
+    None when the report was made from another start model than ``float_model`` (stale)."""
+    sha = _sha256(Path(float_model))
+    if not report or sha is None or report.get("settings", {}).get("init_sha256") != sha:
+        return None
+    keep = ("acc", "kappa", "n3_recall")
+    return {"corpus": report["corpus"], "passes": report["settings"]["passes"],
+            "rows": {name: {t: {k: sc[t][k] for k in keep} for t in TEST_SETS} for name, sc in _rows(report)}}
+
+
+def card_lines(summary: dict[str, Any]) -> list[str]:
+    """The model card's section: one row per arm, synthetic and DREAMS figures side by side."""
+    c = summary["corpus"]
+    lines = ["## Randomization ablation: synthetic and real side by side", "",
+             f"`make bench-randomization`: the float edge model fine-tuned {summary['passes']} short passes "
+             "per arm (plain corpus, plus one randomized corpus for the family arms; augmentation in every arm "
+             "but `control`; `+norm`: running normalization), float, argmax. Corpora: plain and randomized = "
+             f"{c['plain']}; DREAMS = {c['dreams']}.", "",
+             "| arm | plain acc / κ | randomized acc / κ | DREAMS acc / κ | N3 recall plain / rand / DREAMS |",
+             "|---|---|---|---|---|"]
+    for name, r in summary["rows"].items():
+        cells = [f"{_f(r[t]['acc'])} / {_f(r[t]['kappa'])}" for t in TEST_SETS]
+        n3 = " / ".join(_f(r[t]["n3_recall"]) for t in TEST_SETS)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {n3} |")
+    return lines + ["", "Full tables (per-stage recall, per person): `reports/bench-randomization/`."]
 
 
 # --------------------------------------------------------------------------------------------
