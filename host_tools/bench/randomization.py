@@ -339,7 +339,7 @@ def corpus_notes(split: dict[str, list[str]], nights: int, night_minutes: int | 
     from host_tools.bench.real import CORPUS as DREAMS_CORPUS
 
     length = "full-length nights" if night_minutes is None else f"{night_minutes}-min nights"
-    size = f"{len(split['test'])} held-out subjects x {nights} night(s), {length}"
+    size = f"{len(split['test'])} held-out subject(s) x {nights} night(s), {length}"
     return {"plain": f"synthetic SC corpus, plain (Fpz-Cz, 100 Hz, one amplifier), {size}; generator "
                      f"figures, not Sleep-EDF",
             "randomized": f"synthetic SC corpus, every randomization family on (same nights recorded "
@@ -491,8 +491,9 @@ def card_lines(summary: dict[str, Any]) -> list[str]:
     lines = ["## Randomization ablation: synthetic and real side by side", "",
              f"`make bench-randomization`: the float edge model fine-tuned {summary['passes']} short passes "
              "per arm (plain corpus, plus one randomized corpus for the family arms; augmentation in every arm "
-             "but `control`; `+norm`: running normalization), float, argmax. Corpora: plain and randomized = "
-             f"{c['plain']}; DREAMS = {c['dreams']}.", "",
+             "but `control`; `+norm`: running normalization), float, argmax. Corpora: plain = "
+             f"{c['plain']}; randomized = the same nights recorded with every family on; "
+             f"DREAMS = {c['dreams']}.", "",
              "| arm | plain acc / κ | randomized acc / κ | DREAMS acc / κ | N3 recall plain / rand / DREAMS |",
              "|---|---|---|---|---|"]
     for name, r in summary["rows"].items():
