@@ -137,7 +137,8 @@ def load_split(path: Path, train: list[str] | None, test: list[str] | None) -> d
         try:
             split = json.loads(path.read_text())["split"]
         except FileNotFoundError:
-            raise SleepEdgeError(f"{path}: not found (the shipped split; or give --train-subjects and --test-subjects)") from None
+            raise SleepEdgeError(f"{path}: not found (the shipped split; or give --train-subjects "
+                                 "and --test-subjects)") from None
         except (json.JSONDecodeError, KeyError, TypeError):
             raise SleepEdgeError(f"{path}: no \"split\" with train and test subjects") from None
         train = list(split["train"]) if train is None else train
@@ -145,7 +146,8 @@ def load_split(path: Path, train: list[str] | None, test: list[str] | None) -> d
     if not train or not test:
         raise SleepEdgeError("bench randomization: needs at least one training and one test subject")
     if set(train) & set(test):
-        raise SleepEdgeError(f"bench randomization: subjects both in training and test: {sorted(set(train) & set(test))}")
+        both = sorted(set(train) & set(test))
+        raise SleepEdgeError(f"bench randomization: subjects both in training and test: {both}")
     for s in (*train, *test):
         subject_number(s)
     return {"train": sorted(train), "test": sorted(test)}
@@ -390,12 +392,15 @@ def bench_randomization(
         tests[False] = test_sets(caches, split, people, False)
     report: dict[str, Any] = {
         "corpus": corpus_notes(split, nights, night_minutes),
-        "settings": {"init": shown_path(init), "init_sha256": _sha256(Path(init)), "split": split, "nights": nights, "night_minutes": night_minutes,
+        "settings": {"init": shown_path(init), "init_sha256": _sha256(Path(init)), "split": split,
+                     "nights": nights, "night_minutes": night_minutes,
                      "passes": passes, "lr": lr, "batch": batch, "seed": seed, "norm_window": NORM_WINDOW,
                      "work": shown_path(work), "corpora": {n: list(CORPORA.get(n, ())) for n in needed}},
-        "init": {ts.name: score_set(load_init(init), ts) for ts in tests[False]},
+        "init": {},
         "arms": {},
     }
+    start = load_init(init)
+    report["init"] = {ts.name: score_set(start, ts) for ts in tests[False]}
     bar = _progress(len(arms), progress)
     for arm in arms:
         bar.set_description(f"arm {arm.name}")
@@ -442,7 +447,8 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"Adam {s['lr']}, batch {s['batch']}, class-weighted, seed {s['seed']}) on the training subjects "
             f"({len(s['split']['train'])}) of the plain corpus plus the arm's randomized corpus; float model, "
             "argmax. `+norm`: running normalization per night on every input.", "",
-        "| arm | plain acc | plain κ | plain N3 rec | rand acc | rand κ | rand N3 rec | DREAMS acc | DREAMS κ | DREAMS N3 rec |",
+        "| arm | plain acc | plain κ | plain N3 rec | rand acc | rand κ | rand N3 rec "
+        "| DREAMS acc | DREAMS κ | DREAMS N3 rec |",
         "|---|---|---|---|---|---|---|---|---|---|"]
     for name, sc in _rows(report):
         cells = [f"{_f(sc[t]['acc'])} | {_f(sc[t]['kappa'])} | {_f(sc[t]['n3_recall'])}" for t in TEST_SETS]
@@ -543,7 +549,8 @@ def run(args: argparse.Namespace) -> int:
         train_subjects=_subjects(args.train_subjects), test_subjects=_subjects(args.test_subjects),
         nights=args.nights, night_minutes=args.night_minutes, arms=parse_arms(args.arms), passes=args.passes,
         lr=args.lr, batch=args.batch, seed=args.seed, workers=args.workers, dreams=args.dreams,
-        progress=not args.quiet, log=None if args.quiet else (lambda m: print(f"bench randomization: {m}", file=sys.stderr)))
+        progress=not args.quiet,
+        log=None if args.quiet else (lambda m: print(f"bench randomization: {m}", file=sys.stderr)))
     print(format_markdown(r))
     print(f"wrote {args.out}")
     return 0
