@@ -25,7 +25,7 @@ MODELS    ?= models
 MODELS_ABS = $(abspath $(MODELS))
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt venv gssc-venv test demo train bench bench-accuracy bench-device bench-real firmware flash headers clean models-check
+.PHONY: help setup apt venv gssc-venv test demo train bench bench-accuracy bench-device bench-real bench-randomization firmware flash headers clean models-check
 
 help:
 	@echo "make demo          build firmware, boot the emulated STM32F405, stream a night, print the summary"
@@ -33,6 +33,7 @@ help:
 	@echo "make train         reproduce models/ on the default synthetic corpus"
 	@echo "make train SLEEP_EDF=DIR   the same on a Sleep-EDF download (sleepedge data fetch --out DIR)"
 	@echo "make bench         accuracy + device + real-EEG benchmarks (reports/)"
+	@echo "make bench-randomization  each randomization family, synthetic vs DREAMS (reports/bench-randomization/)"
 	@echo "make bench-real    real EEG (DREAMS, 4 people): edge model vs YASA and GSSC (reports/bench-real/)"
 	@echo "make firmware      build firmware/build/qemu/firmware.elf"
 	@echo "make flash BOARD=qemu|esp32dev|nucleo_f446re [PORT=...]"
@@ -83,7 +84,7 @@ demo: setup firmware
 train: setup
 	$(PY) -m host_tools.pipeline $(if $(SLEEP_EDF),--sleep-edf $(SLEEP_EDF)) $(if $(filter 0,$(RANDOMIZE)),--no-randomize) $(if $(filter 0,$(AUGMENT)),--no-augment)
 
-bench: bench-accuracy bench-device bench-real
+bench: bench-accuracy bench-device bench-real bench-randomization
 
 gssc-venv: $(GSSC_VENV)/.installed
 
@@ -95,6 +96,11 @@ $(GSSC_VENV)/.installed: requirements-gssc.lock
 # Real EEG: the DREAMS people in ../shared, read in place; reports only (nothing derived is committed).
 bench-real: setup gssc-venv
 	$(SLEEPEDGE) bench real --models $(MODELS) --out reports/bench-real --gssc-python $(GSSC_VENV)/bin/python
+
+# Each randomization family on/off, synthetic test subjects and DREAMS side by side. Its corpora
+# (data/ablation/, not committed) are generated on the first run and reused after.
+bench-randomization: setup
+	$(SLEEPEDGE) bench randomization --init $(MODELS)/edge/float.keras --out reports/bench-randomization
 
 # The benchmark corpus is regenerated (deterministically) when missing: it is not committed.
 bench-accuracy: setup

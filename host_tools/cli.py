@@ -36,6 +36,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("adapt",), "host_tools.adapt", "adapt the shipped models to a few labelled recordings (leave-one-person-out)"),
     (("bench", "accuracy"), "host_tools.bench.accuracy", "accuracy, escalation curve and plots"),
     (("bench", "real"), "host_tools.bench.real", "real EEG: DREAMS people, edge model vs adapt, YASA and GSSC"),
+    (("bench", "randomization"), "host_tools.bench.randomization",
+     "each randomization family / augmentation / normalization: synthetic and DREAMS figures side by side"),
     (("bench", "device"), "host_tools.bench.device", "flash/RAM/instructions of the firmware on the emulated board"),
     (("monitor",), "host_tools.device.monitor", "stream a recording to the device and watch the hypnogram"),
     (("cloud", "serve"), "host_tools.cloud.service", "HTTP service running the cloud model on escalations"),

@@ -475,6 +475,12 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
         fa = bench["filter_ablation"]
         m["filter_ablation"] = {"passes": fa["passes"], "filtered": _abc(fa["filtered"]),
                                 "unfiltered": _abc(fa["unfiltered"])}
+    # `make bench-randomization` runs on the trained models: shown once run on this edge model.
+    from host_tools.bench.randomization import card_summary
+
+    ablation = card_summary(_read(p.reports.parent / "bench-randomization" / "randomization.json"), float_edge)
+    if ablation:
+        m["randomization_ablation"] = ablation
     return m
 
 
@@ -687,6 +693,10 @@ def model_card(m: dict[str, Any], command: str) -> str:
                          f"{'-' if sc is None else format(sc['acc'], '.3f')} |")
     elif "sleep_edf" in m and "st" not in m["sleep_edf"]["studies"]:
         lines += ["", "No sleep-telemetry recordings in the download: no transfer curve."]
+    if m.get("randomization_ablation"):
+        from host_tools.bench.randomization import card_lines
+
+        lines += [""] + card_lines(m["randomization_ablation"])
     lines += ["", "## Checks", "", "| claim | holds | measured |", "|---|---|---|"]
     for claim, ok, figures in acceptance_checks(m):
         lines.append(f"| {claim} | {'-' if ok is None else ('yes' if ok else '**no**')} | {figures} |")
