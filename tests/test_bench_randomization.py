@@ -127,13 +127,14 @@ def test_gain_corpus_differs_from_plain_only_by_gain_and_is_reused(tmp_path):
 
 def test_norm_inputs_are_per_night_and_clipped():
     """`+norm` inputs: each night normalized on its own (a night 3x louder gives the same
-    inputs), then clipped to the edge model's input range; without norm only the clip."""
+    inputs, up to the device's 0.25-uV transport and integer MAD rounding), then clipped to the
+    edge model's input range; without norm only the clip."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((8, C.EPOCH_SAMPLES)).astype(np.float32) * 20
     x = np.concatenate([a, 3 * a])
     nights = np.array(["n1"] * 8 + ["n2"] * 8)
     y = B.model_inputs(x, nights, norm=True)
-    assert np.allclose(y[:8], y[8:], rtol=1e-5, atol=1e-4)
+    assert abs(y[8:].std() / y[:8].std() - 1) < 0.03 and np.abs(y[8:] - y[:8]).max() < 0.05 * y[:8].std() * 10
     assert np.allclose(y[:8], np.clip(B.normalize_night(a), -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV))
     big = np.full((2, C.EPOCH_SAMPLES), 500.0, np.float32)
     assert np.abs(B.model_inputs(big, None, norm=False)).max() == C.EDGE_INPUT_CLIP_UV

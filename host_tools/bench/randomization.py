@@ -64,7 +64,7 @@ TEST_LABELS = {"plain": "plain synthetic (test subjects)",
                "randomized": "randomized synthetic (test subjects, all families)",
                "dreams": "DREAMS real (4 people, zero-shot)"}
 #: Running-normalization window (epochs) of the ``+norm`` arm.
-NORM_WINDOW = 60
+NORM_WINDOW = C.NORM_WINDOW_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,12 @@ def family_config(switches: tuple[str, ...]) -> Any:
 def normalize_night(x: np.ndarray) -> np.ndarray:
     """The ``+norm`` arms' input transform of one night's filtered epochs (stream order).
 
-    The one place the running normalization is called: its definition is being revised, and
-    swapping it here changes every input of the ``+norm`` arms (training and test sets alike).
+    The device's running normalization (:func:`host_tools.data.normalize.normalized_model_input`,
+    bit-exact with firmware/core/se_norm.c), every epoch entering the ring.
     """
-    from host_tools.data.normalize import running_normalize
+    from host_tools.data.normalize import normalized_model_input
 
-    return running_normalize(x, window=NORM_WINDOW)
+    return normalized_model_input(x)
 
 
 # --------------------------------------------------------------------------------------------
