@@ -475,10 +475,11 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
         fa = bench["filter_ablation"]
         m["filter_ablation"] = {"passes": fa["passes"], "filtered": _abc(fa["filtered"]),
                                 "unfiltered": _abc(fa["unfiltered"])}
-    # `make bench-randomization` runs on the trained models: shown once run on this edge model.
-    from host_tools.bench.randomization import card_summary
+    # `make bench-randomization`: shown once run from the start model it documents.
+    from host_tools.bench.randomization import DEFAULT_INIT, card_summary
 
-    ablation = card_summary(_read(p.reports.parent / "bench-randomization" / "randomization.json"), float_edge)
+    ablation = card_summary(_read(p.reports.parent / "bench-randomization" / "randomization.json"),
+                            REPO_ROOT / DEFAULT_INIT)
     if ablation:
         m["randomization_ablation"] = ablation
     return m

@@ -12,7 +12,7 @@ arm starts from the same trained edge model and is fine-tuned briefly, seed fixe
    settings): the plain SC corpus and one randomized SC corpus per family arm, same subjects and
    seed (so the same physiology and hypnograms; only the recording differs), prepared as
    ``make train`` prepares (Fpz-Cz, wake margin 30 min);
-2. every arm: the edge model ``--init`` (default ``models/edge/float.keras``) fine-tuned with
+2. every arm: the edge model ``--init`` (default ``models/ablation-start/float.keras``, the plain-only edge model) fine-tuned with
    hard labels, class weights, Adam 5e-4, batch 256, ``--passes`` passes of half a sweep each, on
    the training subjects of the plain corpus plus (family arms) the arm's randomized corpus, with
    or without augmentation;
@@ -44,7 +44,8 @@ from host_tools import shown_path
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
 
-DEFAULT_INIT = Path("models/edge/float.keras")
+#: The plain-only edge model every arm starts from (models/ablation-start/README.md).
+DEFAULT_INIT = Path("models/ablation-start/float.keras")
 DEFAULT_SPLIT = Path("models/source/model.json")
 DEFAULT_WORK = Path("data/ablation")
 DEFAULT_OUT = Path("reports/bench-randomization")
