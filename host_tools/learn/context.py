@@ -17,6 +17,8 @@ history the same way. Measured result: docs/training.md, "Context head on the de
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,3 +180,143 @@ def output_quantization(tflite: bytes) -> tuple[float, int]:
 
     oq = io_quantization(tflite)
     return float(oq["output_scale"]), int(oq["output_zero_point"])
+
+
+# --- training from an edge model and a cache (`sleepedge train context`) ---------------------
+
+CONTEXT_TFLITE = "context.tflite"
+CONTEXT_META = "context.json"
+
+
+def edge_outputs_int8(tflite: bytes, cache: Path, night_ids: list[str]) -> dict[str, np.ndarray]:
+    """Raw int8 edge outputs per night (host TFLite reference kernels, the device's quantizer)."""
+    from host_tools.data import prepare
+    from host_tools.learn.compress import tflite_predict_int8
+
+    return {nid: tflite_predict_int8(tflite, prepare.load_night(cache, nid)["x_filt"]) for nid in night_ids}
+
+
+def _windows(raw: dict[str, np.ndarray], cache: Path, nids: list[str], length: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from host_tools.data import prepare
+
+    parts = []
+    for nid in nids:
+        d = prepare.load_night(cache, nid)
+        hp, hm = history_windows(raw[nid], d["epoch_index"], length)
+        parts.append((hp, hm, d["y"].astype(np.int64)))
+    if not parts:
+        return (np.zeros((0, length, C.N_CLASSES), np.int8), np.zeros((0, length), bool), np.zeros(0, np.int64))
+    hp, hm, y = (np.concatenate(a) for a in zip(*parts))
+    return hp, hm, y
+
+
+def _acc(y: np.ndarray, q: np.ndarray) -> dict[str, float]:
+    from host_tools.evaluation import scores
+
+    s = scores(y, np.asarray(q, np.int32).argmax(1))
+    return {k: round(float(s[k]), 4) for k in ("acc", "mf1", "kappa")}
+
+
+def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, out: str | Path | None = None, *,
+                  length: int = C.CONTEXT_EPOCHS, passes: int = 30, seed: int = 0,
+                  raw: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Train the context head on an int8 edge model's outputs and save it next to the model.
+
+    Parameters
+    ----------
+    edge
+        The int8 edge model: a ``.tflite`` or a folder holding ``model.tflite``.
+    cache
+        Prepare cache (per-night epochs).
+    split_from
+        A model folder whose ``model.json`` holds the subject split (train / val / test), e.g. the
+        source model: the head trains on the same training subjects and is scored on the same
+        held-out ones.
+    out
+        Folder for ``context.tflite`` + ``context.json`` (default: the edge model's folder).
+    length
+        Epochs per window; the firmware reads :data:`~host_tools.constants.CONTEXT_EPOCHS`.
+    raw
+        Precomputed int8 edge outputs per night id (else computed here).
+
+    Returns
+    -------
+    dict
+        ``context.json``: L, quantization, edge model SHA-256, test accuracy without / with the head.
+    """
+    import hashlib
+    import json
+    import time
+
+    from host_tools.data import datasets
+    from host_tools.errors import SleepEdgeError
+    from host_tools.learn import models
+    from host_tools.learn.compress import io_quantization
+
+    edge, cache = Path(edge), Path(cache)
+    tfl_path = edge / "model.tflite" if edge.is_dir() else edge
+    if not tfl_path.is_file():
+        raise SleepEdgeError(f"{tfl_path}: no int8 edge model here")
+    out = Path(out) if out is not None else tfl_path.parent
+    split = models.load_metadata(Path(split_from)).get("split") or {}
+    if not split.get("train") or not split.get("test"):
+        raise SleepEdgeError(f"{Path(split_from) / models.META_FILE}: no recorded train/test split to reuse")
+    edge_bytes = tfl_path.read_bytes()
+    eq = io_quantization(edge_bytes)
+    s_o, zp_o = eq["output_scale"], eq["output_zero_point"]
+    index = datasets.load_index_checked(cache)
+    ids = {side: datasets.night_ids_for(index, list(split.get(side) or [])) for side in ("train", "val", "test")}
+    t0 = time.time()
+    if raw is None:
+        raw = edge_outputs_int8(edge_bytes, cache, [n for v in ids.values() for n in v])
+    t_edge = time.time() - t0
+    tr, te = _windows(raw, cache, ids["train"], length), _windows(raw, cache, ids["test"], length)
+    va = _windows(raw, cache, ids["val"], length) if ids["val"] else tr
+    if len(tr[2]) == 0 or len(te[2]) == 0:
+        raise SleepEdgeError(f"{cache}: the split's train or test subjects have no nights in this cache")
+    feats = lambda w, present=None: history_features(w[0], w[1] if present is None else present, s_o, zp_o)  # noqa: E731
+    t1 = time.time()
+    head, n_passes = train_head(feats(tr, truncate_some(tr[1], 0.1, seed)), tr[2], (feats(va), va[2]),
+                                passes=passes, seed=seed)
+    t_fit = time.time() - t1
+    tfl = convert_head_int8(head, feats(tr), seed=seed)
+    q_head = head_predict_int8(tfl, feats(te))
+    hq = io_quantization(tfl)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONTEXT_TFLITE).write_bytes(tfl)
+    meta: dict[str, Any] = {
+        "name": "edge_context",
+        "what": f"causal head over the int8 edge model's last {length} outputs (current epoch last)",
+        "length": length, "features": HISTORY_FEATURES, "params": models.count_params(head),
+        "input_scale": hq["input_scale"], "input_zero_point": hq["input_zero_point"],
+        "output_scale": hq["output_scale"], "output_zero_point": hq["output_zero_point"],
+        "edge_model": {"sha256": hashlib.sha256(edge_bytes).hexdigest(), "output_scale": s_o,
+                       "output_zero_point": zp_o},
+        "sha256": hashlib.sha256(tfl).hexdigest(), "bytes": len(tfl), "split": split,
+        "corpus": str(cache),
+        "train": {"passes_run": n_passes, "seed": seed, "class_weighted": False,
+                  "edge_outputs_seconds": round(t_edge, 1), "fit_seconds": round(t_fit, 1)},
+        "test": {"n": int(len(te[2])), "edge_int8": _acc(te[2], te[0][:, -1, :]), "with_head_int8": _acc(te[2], q_head)},
+    }
+    (out / CONTEXT_META).write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--edge", type=Path, default=Path("models/edge"),
+                        help="int8 edge model (.tflite or folder); the head is written next to it (default: %(default)s)")
+    parser.add_argument("--cache", type=Path, required=True, help="prepare cache with the split's subjects")
+    parser.add_argument("--split-from", type=Path, default=Path("models/source"),
+                        help="model folder whose model.json holds the subject split (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the edge model's folder)")
+    parser.add_argument("--passes", type=int, default=30, help="most passes over the training windows (default: 30)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = train_context(args.edge, args.cache, args.split_from, args.out, passes=args.passes, seed=args.seed)
+    t = meta["test"]
+    print(f"held-out subjects ({t['n']} epochs): edge int8 acc {t['edge_int8']['acc']:.3f} -> with the context head "
+          f"{t['with_head_int8']['acc']:.3f} (L = {meta['length']}, {meta['params']} parameters, {meta['bytes']} bytes)")
+    return 0
