@@ -128,7 +128,7 @@ def test_device_context_path_equals_tflm(head_dir: Path, tmp_path: Path) -> None
     real_have = np.ones(len(real_raw), bool)
     real_have[[3, 4]] = False
     for raw, have in ((random_raw, random_have), (real_raw, real_have)):
-        host = head.run(raw, have, tflm.output_scale, tflm.output_zero_point)[have]
+        host = head.run_stream(raw, have, tflm.output_scale, tflm.output_zero_point)[have]
         device = _device_outputs(exe, raw, have, tflm.output_scale, tflm.output_zero_point, tmp_path)
         assert len(np.unique(host, axis=0)) > 1
         np.testing.assert_array_equal(device, host)
@@ -170,3 +170,52 @@ def test_train_context_writes_head_and_scores(tiny_cache: Path, tmp_path: Path) 
     meta = json.loads((edge / "context.json").read_text())
     assert meta["length"] == C.CONTEXT_EPOCHS and (edge / "context.tflite").is_file()
     assert meta["test"]["n"] > 0 and 0.0 <= meta["test"]["with_head_int8"]["acc"] <= 1.0
+
+
+N_QEMU_EPOCHS = 14
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_qemu_device_reports_the_heads_answer(head_dir: Path, tmp_path: Path) -> None:
+    """The firmware built from a model folder WITH a head, in QEMU: every RESULT (probs, stage,
+    confidence, escalation) equals the host reference `sleepedge predict` computes
+    (deploy.predict.reported_outputs), an artefact epoch included (absent in the ring)."""
+    from tests.conftest import have_arm_toolchain
+
+    if not have_arm_toolchain():
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm is not installed")
+    from host_tools.bench.device import synthetic_eeg
+    from host_tools.data import quality
+    from host_tools.data.filters import filter_device, to_device_samples
+    from host_tools.deploy.predict import ContextHead, TflmModel, decide, reported_outputs
+    from host_tools.device import protocol as P
+    from host_tools.device.emulator import DeviceSession, QemuDevice, build_firmware
+
+    signal = to_device_samples(synthetic_eeg(N_QEMU_EPOCHS, seed=9))
+    signal[6 * C.EPOCH_SAMPLES:7 * C.EPOCH_SAMPLES] = 0  # a flat epoch: artefact, absent in the ring
+    elf = build_firmware(head_dir, tmp_path / "fw")
+    with QemuDevice(elf, timeout_s=240) as dev, DeviceSession(dev.url) as link:
+        link.wait_for(lambda m: isinstance(m, P.Hello), 30, what="HELLO")
+        link.stream_blocks(signal)
+        link.wait_for(lambda m: isinstance(m, P.Result) and m.epoch == N_QEMU_EPOCHS - 1, 180, what="last RESULT")
+        results = {r.epoch: r for r in link.of_type(P.Result)}
+    have = quality.recording_verdicts(signal) == 0
+    assert have.tolist().count(False) == 1 and not have[6]
+    x = filter_device(signal * C.SAMPLE_UV_PER_LSB).reshape(N_QEMU_EPOCHS, C.EPOCH_SAMPLES)
+    tflm = TflmModel.load(head_dir)
+    raw, scale, zp = reported_outputs(tflm, ContextHead.find(head_dir), x, have)
+    stages, conf = decide(raw, scale, zp)
+    edge_stages = tflm.run_int8(tflm.quantize(x)).argmax(1)
+    assert sorted(results) == list(range(N_QEMU_EPOCHS))
+    for k in range(N_QEMU_EPOCHS):
+        r = results[k]
+        if not have[k]:
+            assert r.flags != 0 and r.stage == C.STAGE_UNKNOWN
+            continue
+        assert r.flags == 0
+        np.testing.assert_array_equal(np.asarray(r.probs, np.int8), raw[k])
+        assert r.stage == stages[k] and r.confidence == pytest.approx(float(conf[k]), rel=1e-6)
+        assert r.escalated == bool(conf[k] < np.float32(0.6))
+    assert (stages[have] != edge_stages[have]).any() or not np.array_equal(raw[have], tflm.run_int8(tflm.quantize(x))[have]), \
+        "the head must change what the device reports"

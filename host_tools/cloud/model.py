@@ -302,6 +302,25 @@ def edge_outputs(tflite: str | Path, cache: str | Path, night_ids: list[str], pr
     return out
 
 
+def _reported(raw: dict[str, np.ndarray], tflite: Path, cache: Path, edge: EdgeModelId
+              ) -> tuple[EdgeModelId, str | None]:
+    """The history is what the device reports: with a context head next to the edge model
+    (``context.tflite``) its outputs replace the edge model's in ``raw`` (in place), and the
+    output quantization is the head's. Returns the history's model id and the head's SHA-256."""
+    from host_tools.data import prepare
+    from host_tools.deploy.predict import ContextHead
+
+    head = ContextHead.find(tflite)
+    if head is None:
+        return edge, None
+    from host_tools.learn import models
+
+    for nid in raw:
+        ei = prepare.load_night(cache, nid)["epoch_index"]
+        raw[nid] = head.run(raw[nid], ei, edge.output_scale, edge.output_zero_point)
+    return EdgeModelId(edge.sha256, head.output_scale, head.output_zero_point), models.sha256_file(head.path)
+
+
 @dataclass
 class _NightFeatures:
     emb: np.ndarray
@@ -387,6 +406,7 @@ def train_cloud(
     t0 = time.time()
     ids = {side: datasets.night_ids_for(index, list(split.get(side) or [])) for side in ("train", "val", "test")}
     raw = edge_outputs(tflite, cache, [n for side in ids.values() for n in side], progress=progress)
+    edge, context_sha = _reported(raw, tflite, cache, edge)
     t_edge = time.time() - t0
     encoder = encoder_with_embedding(models.load_keras_model(source))
     feats = {side: _features(encoder, cache, nids, raw, history) for side, nids in ids.items() if nids}
@@ -428,7 +448,8 @@ def train_cloud(
         "embedding_layer": EMBEDDING_LAYER,
         "history_length": history,
         "edge_model": {"sha256": edge.sha256, "hash_u32": f"{edge.hash_u32:08x}",
-                       "output_scale": edge.output_scale, "output_zero_point": edge.output_zero_point},
+                       "output_scale": edge.output_scale, "output_zero_point": edge.output_zero_point,
+                       "context_head_sha256": context_sha},
         "params": models.count_params(head),
         "split": split,
         "train": {"passes_run": len(hist.history.get("loss", [])), "batch": batch, "lr": lr, "seed": seed,

@@ -152,22 +152,30 @@ class ContextHead:
         return cls(path, it, size // HISTORY_FEATURES, float(iq["scales"][0]), int(iq["zero_points"][0]),
                    float(oq["scales"][0]), int(oq["zero_points"][0]))
 
-    def run(self, edge_raw: np.ndarray, have: np.ndarray, edge_scale: float, edge_zero_point: int) -> np.ndarray:
-        """Head outputs (n, 5) int8 for epochs 0..n-1 of a stream; rows where ``have`` is False
-        (no edge output) are zeros and count as absent for later epochs."""
+    def run(self, edge_raw: np.ndarray, epoch_index: np.ndarray, edge_scale: float, edge_zero_point: int
+            ) -> np.ndarray:
+        """Head outputs (n, 5) int8 for the epochs of one stream that have an edge output
+        (``epoch_index``: their epoch numbers; any other epoch is absent)."""
         from host_tools.learn.context import history_features, history_windows, quantize_features
 
-        have = np.asarray(have, bool)
-        ok = np.flatnonzero(have)
-        out = np.zeros((len(have), C.N_CLASSES), np.int8)
-        hp, hm = history_windows(np.asarray(edge_raw, np.int8)[ok], ok, self.length)
+        hp, hm = history_windows(np.asarray(edge_raw, np.int8), epoch_index, self.length)
         q = quantize_features(history_features(hp, hm, edge_scale, edge_zero_point), self.input_scale,
                               self.input_zero_point)
+        out = np.empty((len(q), C.N_CLASSES), np.int8)
         shape = tuple(int(v) for v in self.interpreter.get_input_details(0)["shape"])
-        for row, x in zip(ok, q):
+        for k, x in enumerate(q):
             self.interpreter.set_input(x.reshape(shape), 0)
             self.interpreter.invoke()
-            out[row] = np.asarray(self.interpreter.get_output(0)).reshape(-1)
+            out[k] = np.asarray(self.interpreter.get_output(0)).reshape(-1)
+        return out
+
+    def run_stream(self, edge_raw: np.ndarray, have: np.ndarray, edge_scale: float, edge_zero_point: int
+                   ) -> np.ndarray:
+        """Head outputs for epochs 0..n-1 of a stream; rows where ``have`` is False (no edge
+        output: artefact, incomplete) are zeros and absent for later epochs."""
+        ok = np.flatnonzero(np.asarray(have, bool))
+        out = np.zeros((len(have), C.N_CLASSES), np.int8)
+        out[ok] = self.run(np.asarray(edge_raw, np.int8)[ok], ok, edge_scale, edge_zero_point)
         return out
 
 
@@ -178,7 +186,7 @@ def reported_outputs(tflm: TflmModel, head: ContextHead | None, x_filt: np.ndarr
     raw = tflm.run_int8(tflm.quantize(x_filt))
     if head is None:
         return raw, tflm.output_scale, tflm.output_zero_point
-    return head.run(raw, have, tflm.output_scale, tflm.output_zero_point), head.output_scale, head.output_zero_point
+    return head.run_stream(raw, have, tflm.output_scale, tflm.output_zero_point), head.output_scale, head.output_zero_point
 
 
 def decide(raw: np.ndarray, output_scale: float, output_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
