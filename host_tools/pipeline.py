@@ -83,6 +83,7 @@ class Settings:
     qat: bool = False
     cloud_history: int = 11  # constants.CLOUD_HISTORY_EPOCHS, what the proxy sends
     cloud_passes: int = 30
+    context_passes: int = 30
     yasa: bool = True
     ablation_passes: int = 4
     max_escalated: float = 0.20  # the escalation budget (share of epochs sent to the cloud)
@@ -98,7 +99,7 @@ def quick_settings() -> Settings:
     return Settings(sc_subjects=5, st_subjects=3, night_minutes=60, source_passes=1, source_steps=3,
                     source_continue_passes=1,
                     source_batch=32, transfer_ks=(1,), transfer_steps=3, distil_passes=1, distil_steps=4,
-                    distil_batch=64, compress_epochs=1, cloud_passes=2, yasa=False, ablation_passes=1)
+                    distil_batch=64, compress_epochs=1, cloud_passes=2, context_passes=2, yasa=False, ablation_passes=1)
 
 
 @dataclass
@@ -270,6 +271,15 @@ def stage_compress(p: Paths, s: Settings) -> None:
              seed=s.seed, progress=False)
 
 
+def stage_context(p: Paths, s: Settings) -> None:
+    """The device's context head over the int8 edge model's last outputs, next to it in
+    train/compress/ (export carries it into models/edge/)."""
+    from host_tools.learn.context import train_context
+
+    train_context(p.train / "compress" / "model.tflite", p.cache_sc, p.train / "source", p.train / "compress",
+                  passes=s.context_passes, seed=s.seed)
+
+
 def stage_cloud(p: Paths, s: Settings) -> None:
     from host_tools.cloud.model import train_cloud
 
@@ -282,7 +292,9 @@ def stage_threshold(p: Paths, s: Settings) -> None:
     from host_tools.data import datasets, prepare
     from host_tools import evaluation
     from host_tools.cloud.model import load_context_model, night_cloud_probs
-    from host_tools.deploy.predict import TflmModel
+    import numpy as np
+
+    from host_tools.deploy.predict import ContextHead, TflmModel, reported_night_outputs
 
     split = _split(p)
     subjects = split.get("val") or split["train"]
@@ -290,10 +302,12 @@ def stage_threshold(p: Paths, s: Settings) -> None:
     ids = datasets.night_ids_for(index, subjects)
     x, y, _, nights = prepare.load_epochs(p.cache_sc, ids)
     tflm = TflmModel.load(p.train / "compress" / "model.tflite")
-    raw = tflm.run_int8(tflm.quantize(x))
-    p_edge = tflm.dequantize(raw)
-    p_cloud = night_cloud_probs(load_context_model(p.train / "cloud"), x, raw, nights,
-                                prepare.load_epoch_numbers(p.cache_sc, ids))
+    epoch_numbers = prepare.load_epoch_numbers(p.cache_sc, ids)
+    # What the device reports (the context head's outputs when train/compress/ has one).
+    raw, scale, zp = reported_night_outputs(tflm, ContextHead.find(p.train / "compress"),
+                                            tflm.run_int8(tflm.quantize(x)), nights, epoch_numbers)
+    p_edge = (raw.astype(np.int32) - np.int32(zp)).astype(np.float32) * np.float32(scale)
+    p_cloud = night_cloud_probs(load_context_model(p.train / "cloud"), x, raw, nights, epoch_numbers)
     curve = evaluation.escalation_curve(y, p_edge, p_cloud)
     cap = s.max_escalated * (1.0 - s.escalation_headroom)
     rec = evaluation.recommend_threshold(curve, cap)
@@ -646,6 +660,7 @@ def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[
         *([("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s))] if st else []),
         ("distil", p.train / "edge" / "model.json", lambda: stage_distil(p, s)),
         ("compress", p.train / "compress" / "compress.json", lambda: stage_compress(p, s)),
+        ("context", p.train / "compress" / "context.json", lambda: stage_context(p, s)),
         ("cloud", p.train / "cloud" / "model.json", lambda: stage_cloud(p, s)),
         ("threshold", p.train / "threshold.json", lambda: stage_threshold(p, s)),
         ("export", p.models / "source" / "model.json", lambda: stage_export(p, s)),

@@ -189,6 +189,21 @@ def reported_outputs(tflm: TflmModel, head: ContextHead | None, x_filt: np.ndarr
     return head.run_stream(raw, have, tflm.output_scale, tflm.output_zero_point), head.output_scale, head.output_zero_point
 
 
+def reported_night_outputs(tflm: TflmModel, head: ContextHead | None, raw: np.ndarray, nights: np.ndarray,
+                           epoch_index: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """Cached epochs of several nights: the edge outputs ``raw`` (n, 5) -> what the device would
+    report streaming each night (the head's outputs over each night's windows, epochs missing
+    from the cache absent), and the output quantization. Without a head: ``raw`` unchanged."""
+    if head is None:
+        return raw, tflm.output_scale, tflm.output_zero_point
+    nights, epoch_index = np.asarray(nights), np.asarray(epoch_index)
+    out = np.empty_like(np.asarray(raw, np.int8))
+    for nid in dict.fromkeys(nights.tolist()):
+        rows = np.flatnonzero(nights == nid)
+        out[rows] = head.run(raw[rows], epoch_index[rows], tflm.output_scale, tflm.output_zero_point)
+    return out, head.output_scale, head.output_zero_point
+
+
 def decide(raw: np.ndarray, output_scale: float, output_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
     """Stage index (first maximum) and float32 confidence ``(q_max - zp) * scale`` per row."""
     raw = np.asarray(raw, dtype=np.int8).reshape(-1, C.N_CLASSES)
