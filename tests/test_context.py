@@ -177,45 +177,54 @@ N_QEMU_EPOCHS = 14
 
 @pytest.mark.qemu
 @pytest.mark.slow
-def test_qemu_device_reports_the_heads_answer(head_dir: Path, tmp_path: Path) -> None:
-    """The firmware built from a model folder WITH a head, in QEMU: every RESULT (probs, stage,
-    confidence, escalation) equals the host reference `sleepedge predict` computes
-    (deploy.predict.reported_outputs), an artefact epoch included (absent in the ring)."""
+def test_qemu_device_gives_sleepedge_predicts_labels_with_a_head(head_dir: Path, tmp_path: Path) -> None:
+    """The firmware built from a model folder WITH a head, in QEMU, streaming a recording: every
+    epoch's stage and confidence equal `sleepedge predict`'s (predict_recordings) on the same EDF,
+    an artefact epoch included (absent in the ring), and the RESULT probs equal the head's TFLM
+    output; the head changes what the device would have reported without it."""
+    import datetime as dt
+
     from tests.conftest import have_arm_toolchain
 
     if not have_arm_toolchain():
         pytest.skip("arm-none-eabi-gcc or qemu-system-arm is not installed")
     from host_tools.bench.device import synthetic_eeg
-    from host_tools.data import quality
+    from host_tools.data import edf_io
     from host_tools.data.filters import filter_device, to_device_samples
-    from host_tools.deploy.predict import ContextHead, TflmModel, decide, reported_outputs
+    from host_tools.data.recordings import read_eeg
+    from host_tools.deploy.predict import (ARTEFACT_STAGE, ContextHead, TflmModel, predict_recordings,
+                                           reported_outputs)
     from host_tools.device import protocol as P
     from host_tools.device.emulator import DeviceSession, QemuDevice, build_firmware
 
-    signal = to_device_samples(synthetic_eeg(N_QEMU_EPOCHS, seed=9))
-    signal[6 * C.EPOCH_SAMPLES:7 * C.EPOCH_SAMPLES] = 0  # a flat epoch: artefact, absent in the ring
+    x = synthetic_eeg(N_QEMU_EPOCHS, seed=9)
+    x[6 * C.EPOCH_SAMPLES:7 * C.EPOCH_SAMPLES] = 0.0  # a flat epoch: artefact, absent in the ring
+    psg = tmp_path / "CTX01-PSG.edf"
+    edf_io.write_psg(psg, {"EEG Fpz-Cz": x}, C.FS_HZ, dt.datetime(2020, 1, 1))
+    rows = predict_recordings(head_dir, [psg], "Fpz-Cz", progress=False)
+    assert [r["stage"] for r in rows].count(ARTEFACT_STAGE) == 1 and rows[6]["stage"] == ARTEFACT_STAGE
+    uv, _fs, _start, _name = read_eeg(psg, "Fpz-Cz")
+    signal = to_device_samples(uv)
     elf = build_firmware(head_dir, tmp_path / "fw")
     with QemuDevice(elf, timeout_s=240) as dev, DeviceSession(dev.url) as link:
         link.wait_for(lambda m: isinstance(m, P.Hello), 30, what="HELLO")
         link.stream_blocks(signal)
         link.wait_for(lambda m: isinstance(m, P.Result) and m.epoch == N_QEMU_EPOCHS - 1, 180, what="last RESULT")
         results = {r.epoch: r for r in link.of_type(P.Result)}
-    have = quality.recording_verdicts(signal) == 0
-    assert have.tolist().count(False) == 1 and not have[6]
-    x = filter_device(signal * C.SAMPLE_UV_PER_LSB).reshape(N_QEMU_EPOCHS, C.EPOCH_SAMPLES)
-    tflm = TflmModel.load(head_dir)
-    raw, scale, zp = reported_outputs(tflm, ContextHead.find(head_dir), x, have)
-    stages, conf = decide(raw, scale, zp)
-    edge_stages = tflm.run_int8(tflm.quantize(x)).argmax(1)
     assert sorted(results) == list(range(N_QEMU_EPOCHS))
-    for k in range(N_QEMU_EPOCHS):
+    for k, row in enumerate(rows):
         r = results[k]
-        if not have[k]:
+        if row["stage"] == ARTEFACT_STAGE:
             assert r.flags != 0 and r.stage == C.STAGE_UNKNOWN
             continue
-        assert r.flags == 0
-        np.testing.assert_array_equal(np.asarray(r.probs, np.int8), raw[k])
-        assert r.stage == stages[k] and r.confidence == pytest.approx(float(conf[k]), rel=1e-6)
-        assert r.escalated == bool(conf[k] < np.float32(0.6))
-    assert (stages[have] != edge_stages[have]).any() or not np.array_equal(raw[have], tflm.run_int8(tflm.quantize(x))[have]), \
+        assert r.flags == 0 and C.STAGES[r.stage] == row["stage"]
+        assert r.confidence == pytest.approx(float(row["confidence"]), abs=1e-6)
+        assert r.escalated == bool(np.float32(r.confidence) < np.float32(0.6))
+    y = filter_device(signal * C.SAMPLE_UV_PER_LSB).reshape(N_QEMU_EPOCHS, C.EPOCH_SAMPLES)
+    have = np.array([row["stage"] != ARTEFACT_STAGE for row in rows])
+    tflm = TflmModel.load(head_dir)
+    raw, _scale, _zp = reported_outputs(tflm, ContextHead.find(head_dir), y, have)
+    device = np.array([results[k].probs for k in range(N_QEMU_EPOCHS)], np.int8)
+    np.testing.assert_array_equal(device[have], raw[have])
+    assert not np.array_equal(raw[have], tflm.run_int8(tflm.quantize(y))[have]), \
         "the head must change what the device reports"
