@@ -228,3 +228,16 @@ def test_qemu_device_gives_sleepedge_predicts_labels_with_a_head(head_dir: Path,
     np.testing.assert_array_equal(device[have], raw[have])
     assert not np.array_equal(raw[have], tflm.run_int8(tflm.quantize(y))[have]), \
         "the head must change what the device reports"
+
+
+def test_export_refuses_a_head_trained_on_another_edge_model(head_dir: Path, tmp_path: Path) -> None:
+    from host_tools.deploy.export import export
+    from host_tools.errors import SleepEdgeError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in ("model.tflite", "context.tflite"):
+        shutil.copyfile(head_dir / f, src / f)
+    (src / "context.json").write_text(json.dumps({"edge_model": {"sha256": "0" * 64}}))
+    with pytest.raises(SleepEdgeError, match="trained on edge model 000000000000"):
+        export(src / "model.tflite", tmp_path / "out", n_check=4, header=tmp_path / "h.h")

@@ -70,6 +70,14 @@ def _copy_context(src: Path, out: Path) -> Path | None:
             for f in CONTEXT_FILES:
                 (out / f).unlink(missing_ok=True)
         return None
+    meta_path = src / CONTEXT_FILES[1]
+    if meta_path.is_file():  # a head trained on another edge model would read meaningless inputs
+        trained_on = (json.loads(meta_path.read_text()).get("edge_model") or {}).get("sha256")
+        edge_sha = hashlib.sha256((src / "model.tflite").read_bytes()).hexdigest() \
+            if (src / "model.tflite").is_file() else None
+        if trained_on and edge_sha and trained_on != edge_sha:
+            raise SleepEdgeError(f"{src / CONTEXT_FILES[0]}: trained on edge model {trained_on[:12]}, but "
+                                 f"{src / 'model.tflite'} is {edge_sha[:12]}; retrain it (`sleepedge train context`)")
     for f in CONTEXT_FILES:
         if (src / f).is_file() and (src / f).resolve() != (out / f).resolve():
             shutil.copyfile(src / f, out / f)
