@@ -423,7 +423,9 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
             "kernel_sparsity": round(comp["sparsity"]["overall_kernel_sparsity"], 4), "ops": comp["ops"],
             "tflm_vs_tflite_bit_exact": exp["tflm_vs_tflite"]["bit_exact_fraction"],
             "arena_bytes": exp.get("c_export", {}).get("arena_bytes"),
-            "macs": exp.get("c_export", {}).get("macs")},
+            "macs": exp.get("c_export", {}).get("macs"),
+            "context_head": exp.get("context_head") is not None},
+        "edge_int8_no_context": _abc(sc["edge_int8_no_context"]) if "edge_int8_no_context" in sc else None,
         "hybrid": _abc(sc["hybrid"]) | {"escalated_fraction": round(sc["hybrid"]["escalated_fraction"], 4),
                                         "threshold": sc["hybrid"]["threshold"],
                                         "threshold_chosen_on": thr["chosen_on"],
@@ -591,7 +593,10 @@ def model_card(m: dict[str, Any], command: str) -> str:
         lines.append(f"| cloud (source CNN + edge history) | {_fmt(c)} |")
     lines += [
         f"| edge float | {_fmt(m['edge_float'])} |",
-        f"| edge int8 (TFLM) | {_fmt(e)} |",
+        *([f"| edge int8 (TFLM), without the context head | {_fmt(m['edge_int8_no_context'])} |"]
+          if m.get("edge_int8_no_context") else []),
+        f"| edge int8 (TFLM){', with the context head (what the device reports)' if e.get('context_head') else ''} "
+        f"| {_fmt(e)} |",
         f"| hybrid edge+cloud, {h['escalated_fraction']:.1%} escalated | {_fmt(h)} |",
     ]
     if "yasa" in m:
