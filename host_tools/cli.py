@@ -28,6 +28,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "prepare"), "host_tools.data.prepare", "read PSG + hypnogram EDFs into a per-night epoch cache"),
     (("train", "source"), "host_tools.learn.train", "train the source (cloud) model"),
     (("train", "cloud"), "host_tools.cloud.model", "train the cloud model: source CNN + the device's recent outputs"),
+    (("train", "context"), "host_tools.learn.context", "train the device's context head over its last edge outputs"),
     (("transfer", "finetune"), "host_tools.learn.transfer", "fine-tune the source model on k target nights"),
     (("transfer", "distil"), "host_tools.learn.distil", "distil the source model into the small edge model"),
     (("compress",), "host_tools.learn.compress", "prune and int8-quantize the edge model"),

@@ -53,6 +53,9 @@ MAX_PENDING_ESCALATIONS: int = 4
 #: Edge outputs (RESULT probabilities) the proxy sends with each escalation, the escalated epoch
 #: included: the cloud model's view of the night so far (host side only; 11 epochs = 5.5 min).
 CLOUD_HISTORY_EPOCHS: int = 11
+#: Edge outputs the device's context head sees (host_tools/learn/context.py), the current epoch
+#: included (10 epochs = 5 min; 5 and 10 measured alike, docs/training.md). SE_CONTEXT_EPOCHS.
+CONTEXT_EPOCHS: int = 10
 
 # --- signal-quality gate (docs/signal-quality.md) ----------------------------------------------
 #: Verdict per epoch, computed on the device and by the host reference (host_tools.data.quality)

@@ -86,6 +86,7 @@ class Settings:
     qat: bool = False
     cloud_history: int = 11  # constants.CLOUD_HISTORY_EPOCHS, what the proxy sends
     cloud_passes: int = 30
+    context_passes: int = 30
     yasa: bool = True
     # Domain randomization (issue 10): a second SC corpus of the same subjects and hypnogram
     # draws, recorded through randomized montages, gains and acquisition paths
@@ -106,7 +107,7 @@ def quick_settings() -> Settings:
     return Settings(sc_subjects=5, st_subjects=3, night_minutes=60, source_passes=1, source_steps=3,
                     source_continue_passes=1,
                     source_batch=32, transfer_ks=(1,), transfer_steps=3, distil_passes=1, distil_steps=4,
-                    distil_batch=64, compress_epochs=1, cloud_passes=2, yasa=False, ablation_passes=1)
+                    distil_batch=64, compress_epochs=1, cloud_passes=2, context_passes=2, yasa=False, ablation_passes=1)
 
 
 @dataclass
@@ -286,6 +287,15 @@ def stage_compress(p: Paths, s: Settings) -> None:
              seed=s.seed, progress=False, randomized_cache=p.cache_sc_rand if randomized_corpus(p, s) else None)
 
 
+def stage_context(p: Paths, s: Settings) -> None:
+    """The device's context head over the int8 edge model's last outputs, next to it in
+    train/compress/ (export carries it into models/edge/)."""
+    from host_tools.learn.context import train_context
+
+    train_context(p.train / "compress" / "model.tflite", p.cache_sc, p.train / "source", p.train / "compress",
+                  passes=s.context_passes, seed=s.seed)
+
+
 def stage_cloud(p: Paths, s: Settings) -> None:
     from host_tools.cloud.model import train_cloud
 
@@ -298,7 +308,9 @@ def stage_threshold(p: Paths, s: Settings) -> None:
     from host_tools.data import datasets, prepare
     from host_tools import evaluation
     from host_tools.cloud.model import load_context_model, night_cloud_probs
-    from host_tools.deploy.predict import TflmModel
+    import numpy as np
+
+    from host_tools.deploy.predict import ContextHead, TflmModel, reported_night_outputs
 
     split = _split(p)
     subjects = split.get("val") or split["train"]
@@ -306,10 +318,12 @@ def stage_threshold(p: Paths, s: Settings) -> None:
     ids = datasets.night_ids_for(index, subjects)
     x, y, _, nights = prepare.load_epochs(p.cache_sc, ids)
     tflm = TflmModel.load(p.train / "compress" / "model.tflite")
-    raw = tflm.run_int8(tflm.quantize(x))
-    p_edge = tflm.dequantize(raw)
-    p_cloud = night_cloud_probs(load_context_model(p.train / "cloud"), x, raw, nights,
-                                prepare.load_epoch_numbers(p.cache_sc, ids))
+    epoch_numbers = prepare.load_epoch_numbers(p.cache_sc, ids)
+    # What the device reports (the context head's outputs when train/compress/ has one).
+    raw, scale, zp = reported_night_outputs(tflm, ContextHead.find(p.train / "compress"),
+                                            tflm.run_int8(tflm.quantize(x)), nights, epoch_numbers)
+    p_edge = (raw.astype(np.int32) - np.int32(zp)).astype(np.float32) * np.float32(scale)
+    p_cloud = night_cloud_probs(load_context_model(p.train / "cloud"), x, raw, nights, epoch_numbers)
     curve = evaluation.escalation_curve(y, p_edge, p_cloud)
     cap = s.max_escalated * (1.0 - s.escalation_headroom)
     rec = evaluation.recommend_threshold(curve, cap)
@@ -440,7 +454,9 @@ def collect_metrics(p: Paths, s: Settings) -> dict[str, Any]:
             "kernel_sparsity": round(comp["sparsity"]["overall_kernel_sparsity"], 4), "ops": comp["ops"],
             "tflm_vs_tflite_bit_exact": exp["tflm_vs_tflite"]["bit_exact_fraction"],
             "arena_bytes": exp.get("c_export", {}).get("arena_bytes"),
-            "macs": exp.get("c_export", {}).get("macs")},
+            "macs": exp.get("c_export", {}).get("macs"),
+            "context_head": exp.get("context_head") is not None},
+        "edge_int8_no_context": _abc(sc["edge_int8_no_context"]) if "edge_int8_no_context" in sc else None,
         "hybrid": _abc(sc["hybrid"]) | {"escalated_fraction": round(sc["hybrid"]["escalated_fraction"], 4),
                                         "threshold": sc["hybrid"]["threshold"],
                                         "threshold_chosen_on": thr["chosen_on"],
@@ -656,7 +672,10 @@ def model_card(m: dict[str, Any], command: str) -> str:
         lines.append(f"| cloud (source CNN + edge history) | {_fmt(c)} |")
     lines += [
         f"| edge float | {_fmt(m['edge_float'])} |",
-        f"| edge int8 (TFLM) | {_fmt(e)} |",
+        *([f"| edge int8 (TFLM), without the context head | {_fmt(m['edge_int8_no_context'])} |"]
+          if m.get("edge_int8_no_context") else []),
+        f"| edge int8 (TFLM){', with the context head (what the device reports)' if e.get('context_head') else ''} "
+        f"| {_fmt(e)} |",
         f"| hybrid edge+cloud, {h['escalated_fraction']:.1%} escalated | {_fmt(h)} |",
     ]
     if "yasa" in m:
@@ -735,6 +754,7 @@ def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[
         *([("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s))] if st else []),
         ("distil", p.train / "edge" / "model.json", lambda: stage_distil(p, s)),
         ("compress", p.train / "compress" / "compress.json", lambda: stage_compress(p, s)),
+        ("context", p.train / "compress" / "context.json", lambda: stage_context(p, s)),
         ("cloud", p.train / "cloud" / "model.json", lambda: stage_cloud(p, s)),
         ("threshold", p.train / "threshold.json", lambda: stage_threshold(p, s)),
         ("export", p.models / "source" / "model.json", lambda: stage_export(p, s)),

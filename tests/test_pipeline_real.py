@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from host_tools import constants as C
 from host_tools import pipeline
 from host_tools.bench.accuracy import SHA256SUMS
 from host_tools.data import synth
@@ -94,6 +95,13 @@ def test_make_train_on_standin_download(standin, tmp_path_factory):
     split = m["split"]
     assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))  # subject-wise
     assert m["transfer"]["finetune"] and set(m["transfer"]["test_subjects"]) <= {"ST701", "ST702", "ST704"}
+    # The device's context head: trained after compress, exported with the edge model, and the
+    # cloud's history is the head's outputs (what the device reports).
+    edge = models / "edge"
+    assert (edge / "context.tflite").is_file() and (edge / "context_plan.c").is_file()
+    assert "#define SE_CONTEXT_ENABLED 1" in (edge / "model_data.h").read_text()
+    assert json.loads((edge / "context.json").read_text())["length"] == C.CONTEXT_EPOCHS
+    assert json.loads((models / "cloud" / "model.json").read_text())["edge_model"]["context_head_sha256"]
     card = (models / "MODEL_CARD.md").read_text()
     assert "**The corpus is NOT verified Sleep-EDF" in card
     assert "sleep-telemetry (ST) recordings" in card

@@ -234,6 +234,7 @@ static void add_pending(se_app_t *app, uint32_t epoch, uint8_t stage)
 static void close_epoch_without_label(se_app_t *app, uint32_t epoch, uint8_t flags)
 {
     static const int8_t zeros[SE_N_CLASSES] = {0};
+    se_context_push(&app->ctx, epoch, NULL); /* no edge output: absent in the context */
     send_result(app, epoch, SE_STAGE_UNKNOWN, false, flags, zeros, 0.0f);
     send_final(app, epoch, SE_STAGE_UNKNOWN, SE_SOURCE_INCOMPLETE);
 }
@@ -243,6 +244,7 @@ static void close_epoch_artefact(se_app_t *app, uint32_t epoch, uint8_t verdict)
 {
     static const int8_t zeros[SE_N_CLASSES] = {0};
     const uint8_t flags = (uint8_t)((verdict << SE_RESULT_QUALITY_SHIFT) & SE_RESULT_QUALITY_MASK);
+    se_context_push(&app->ctx, epoch, NULL);
     send_result(app, epoch, SE_STAGE_UNKNOWN, false, flags, zeros, 0.0f);
     send_final(app, epoch, SE_STAGE_UNKNOWN, SE_SOURCE_ARTEFACT);
 }
@@ -267,13 +269,33 @@ static void classify(se_app_t *app, uint32_t epoch)
         close_epoch_without_label(app, epoch, SE_RESULT_FLAG_MODEL_ERROR);
         return;
     }
+    float out_scale = app->out_scale;
+    int32_t out_zp = app->out_zp;
+    se_context_push(&app->ctx, epoch, out);
+    if (app->ctx_on) {
+        /* The head over the last SE_CONTEXT_EPOCHS edge outputs replaces the edge answer:
+         * RESULT probs, stage, confidence and the escalation decision are the head's. */
+        int8_t head_in[SE_CONTEXT_INPUT_BYTES];
+        se_context_input(&app->ctx, &app->ctx_q, head_in);
+        const int hrc = se_model_context_run(head_in, out);
+        app->st.infer_cycles_last_epoch = cycles(app) - t0;
+        if (hrc != 0) {
+            send_error(app, SE_ERR_MODEL, (uint32_t)hrc);
+            static const int8_t zeros[SE_N_CLASSES] = {0};
+            send_result(app, epoch, SE_STAGE_UNKNOWN, false, SE_RESULT_FLAG_MODEL_ERROR, zeros, 0.0f);
+            send_final(app, epoch, SE_STAGE_UNKNOWN, SE_SOURCE_INCOMPLETE);
+            return;
+        }
+        out_scale = app->ctx_out_scale;
+        out_zp = app->ctx_out_zp;
+    }
     uint8_t stage = 0;
     for (uint8_t i = 1; i < SE_N_CLASSES; ++i) {
         if (out[i] > out[stage]) { /* first maximum wins, like numpy.argmax */
             stage = i;
         }
     }
-    const float confidence = (float)((int32_t)out[stage] - app->out_zp) * app->out_scale;
+    const float confidence = (float)((int32_t)out[stage] - out_zp) * out_scale;
     /* The negated comparison also escalates a NaN confidence (a broken output scale). */
     const bool escalate = !(confidence >= app->threshold);
     send_result(app, epoch, stage, escalate, 0u, out, confidence);
@@ -535,6 +557,18 @@ void se_app_init(se_app_t *app, const se_platform_t *platform)
     app->out_zp = se_model_output_zero_point();
     app->input_norm = se_model_input_norm() != 0;
     se_norm_reset(&app->norm);
+    se_context_reset(&app->ctx);
+    app->ctx_on = app->model_ok && se_model_has_context() != 0;
+    if (app->ctx_on) {
+        const float ctx_in_scale = se_model_context_input_scale();
+        app->ctx_on = ctx_in_scale > 0.0f;
+        app->ctx_q.edge_out_scale = app->out_scale;
+        app->ctx_q.edge_out_zp = app->out_zp;
+        app->ctx_q.head_in_inv_scale = app->ctx_on ? (float)(1.0 / (double)ctx_in_scale) : 0.0f;
+        app->ctx_q.head_in_zp = se_model_context_input_zero_point();
+        app->ctx_out_scale = se_model_context_output_scale();
+        app->ctx_out_zp = se_model_context_output_zero_point();
+    }
 
     /* A lone delimiter first: the host drops whatever boot noise preceded it. */
     app->platform.write(&delimiter, 1, app->platform.ctx);

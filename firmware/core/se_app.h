@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "se_context.h"
 #include "se_filter.h"
 #include "se_norm.h"
 #include "se_protocol.h"
@@ -109,6 +110,12 @@ typedef struct {
     int32_t out_zp;
     bool input_norm;    /**< se_model_input_norm(): quantize at epoch end with the running gain */
     se_norm_t norm;     /**< running amplitudes of the classified epochs (se_norm.h) */
+    /* context head (se_context.h): on when the model folder exported one */
+    bool ctx_on;
+    se_context_t ctx;
+    se_context_quant_t ctx_q;
+    float ctx_out_scale;
+    int32_t ctx_out_zp;
 
     /* epoch assembly */
     se_filter_t filter;

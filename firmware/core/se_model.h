@@ -57,6 +57,25 @@ int se_model_input_norm(void);
 /** Bytes of working memory (tensor arena) the implementation uses; 0 if not applicable. */
 size_t se_model_arena_bytes(void);
 
+/**
+ * The context head exported with the model (context.tflite in the model folder,
+ * SE_CONTEXT_ENABLED in model_data.h): 1 if present, 0 otherwise (the functions below are then
+ * not called). Implementations without head support return 0.
+ */
+int se_model_has_context(void);
+
+/**
+ * Run the context head (se_context.h): SE_CONTEXT_EPOCHS * (SE_N_CLASSES + 1) int8 in,
+ * SE_N_CLASSES int8 probabilities out. @return 0 on success, nonzero otherwise.
+ */
+int se_model_context_run(const int8_t *input, int8_t *output);
+
+/** The head's input and output quantization (as for the edge model). */
+float se_model_context_input_scale(void);
+int32_t se_model_context_input_zero_point(void);
+float se_model_context_output_scale(void);
+int32_t se_model_context_output_zero_point(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,7 @@
 #define SE_DEFAULT_CONFIDENCE_THRESHOLD 0.600000024f
 #define SE_DEFAULT_ESCALATION_TIMEOUT_MS 5000u
 #define SE_MAX_PENDING_ESCALATIONS 4
+#define SE_CONTEXT_EPOCHS 10
 
 /* Butterworth band-pass 0.3-30.0 Hz, order 4,
  * float32 second-order sections {b0, b1, b2, a1, a2} (a0 = 1), Direct Form II transposed. */

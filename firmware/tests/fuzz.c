@@ -279,6 +279,16 @@ static void reboot(se_app_t *app)
         g_mock_out_zp = 127;
     }
     g_mock_input_norm = (int)below(2); /* half the boots run the running input normalization */
+    /* Half the boots run with a context head (mock): the ring sees every gap, artefact and
+     * model failure the fuzz produces; sometimes the head fails or has absurd quantization. */
+    g_mock_ctx_enabled = (int)below(2);
+    g_mock_ctx_output[below(SE_N_CLASSES)] = (int8_t)rnd();
+    if (below(16) == 0) {
+        g_mock_ctx_rc = 3;
+    }
+    if (r == 2) {
+        g_mock_ctx_in_scale = 1e-30f;
+    }
     const se_platform_t plat = {out_write, clock_ms, below(2) ? cycles : NULL, NULL};
     g_now = rnd();
     g_arq = below(2);

@@ -15,6 +15,13 @@ int32_t g_mock_in_zp;
 float g_mock_out_scale = 1.0f / 256.0f;
 int32_t g_mock_out_zp = -128;
 int g_mock_input_norm;
+int g_mock_ctx_enabled;
+int g_mock_ctx_rc;
+uint32_t g_mock_ctx_runs;
+int8_t g_mock_ctx_output[SE_N_CLASSES] = {-128, 127, -128, -128, -128};
+int8_t g_mock_ctx_last_input[SE_CONTEXT_EPOCHS * (SE_N_CLASSES + 1)];
+float g_mock_ctx_in_scale = 1.0f / 255.0f;
+int32_t g_mock_ctx_in_zp = -128;
 
 void mock_model_reset(void)
 {
@@ -30,6 +37,14 @@ void mock_model_reset(void)
     g_mock_out_scale = 1.0f / 256.0f;
     g_mock_out_zp = -128;
     g_mock_input_norm = 0;
+    static const int8_t ctx_fixed[SE_N_CLASSES] = {-128, 127, -128, -128, -128};
+    g_mock_ctx_enabled = 0;
+    g_mock_ctx_rc = 0;
+    g_mock_ctx_runs = 0;
+    memcpy(g_mock_ctx_output, ctx_fixed, sizeof ctx_fixed);
+    memset(g_mock_ctx_last_input, 0, sizeof g_mock_ctx_last_input);
+    g_mock_ctx_in_scale = 1.0f / 255.0f;
+    g_mock_ctx_in_zp = -128;
 }
 
 /* stage = (sum |q - zp|) mod 5; that class gets -127 + (sum mod 255), the others -128, so both
@@ -72,3 +87,19 @@ int32_t se_model_output_zero_point(void) { return g_mock_out_zp; }
 float se_model_confidence_threshold(void) { return SE_DEFAULT_CONFIDENCE_THRESHOLD; }
 int se_model_input_norm(void) { return g_mock_input_norm; }
 size_t se_model_arena_bytes(void) { return 0; }
+
+int se_model_has_context(void) { return g_mock_ctx_enabled; }
+int se_model_context_run(const int8_t *input, int8_t *output)
+{
+    g_mock_ctx_runs++;
+    memcpy(g_mock_ctx_last_input, input, sizeof g_mock_ctx_last_input);
+    if (g_mock_ctx_rc != 0) {
+        return g_mock_ctx_rc;
+    }
+    memcpy(output, g_mock_ctx_output, SE_N_CLASSES);
+    return 0;
+}
+float se_model_context_input_scale(void) { return g_mock_ctx_in_scale; }
+int32_t se_model_context_input_zero_point(void) { return g_mock_ctx_in_zp; }
+float se_model_context_output_scale(void) { return 1.0f / 256.0f; }
+int32_t se_model_context_output_zero_point(void) { return -128; }

@@ -26,6 +26,16 @@ extern int32_t g_mock_out_zp;
 /* What se_model_input_norm() reports (default 0: plain input). */
 extern int g_mock_input_norm;
 
+/* Context head mock (se_model_has_context etc.): off by default; when on, it records its input
+ * and answers g_mock_ctx_output (or fails with g_mock_ctx_rc). */
+extern int g_mock_ctx_enabled;
+extern int g_mock_ctx_rc;
+extern uint32_t g_mock_ctx_runs;
+extern int8_t g_mock_ctx_output[SE_N_CLASSES];
+extern int8_t g_mock_ctx_last_input[SE_CONTEXT_EPOCHS * (SE_N_CLASSES + 1)];
+extern float g_mock_ctx_in_scale;
+extern int32_t g_mock_ctx_in_zp;
+
 /** Back to defaults: fixed output {-128, -128, 127, -128, -128}, no failures, counters zeroed. */
 void mock_model_reset(void);
 

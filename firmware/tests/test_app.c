@@ -685,6 +685,72 @@ static void test_input_norm(void)
     CHECK_EQ(capture_count(&g_cap, SE_FRAME_FINAL), 5);
 }
 
+/* The context head on: RESULT and the escalation follow the head; the head sees the ring of the
+ * edge outputs (artefact epochs absent) quantized with its own input parameters. */
+static void boot_with_context(void)
+{
+    g_sig = SIG_EEG;
+    g_samples_type = SE_FRAME_SAMPLES;
+    mock_model_reset();
+    g_mock_ctx_enabled = 1;
+    capture_reset(&g_cap);
+    g_now = 1000;
+    g_cycles = 0;
+    const se_platform_t plat = {capture_write, fake_millis, fake_cycles, &g_cap};
+    se_app_init(&g_app, &plat);
+}
+
+static void test_context_head_drives_results(void)
+{
+    boot_with_context();
+    set_output(127); /* edge: confident stage 2 */
+    send_blocks(0, 29);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_mock_runs, 1);
+    CHECK_EQ(g_mock_ctx_runs, 1);
+    /* head output {-128, 127, ...}: stage 1, confidence 255/256, not escalated */
+    int r = expect_result(0, 0, 1, 0, 0);
+    if (r >= 0) {
+        for (int c = 0; c < SE_N_CLASSES; ++c) {
+            CHECK_EQ((int8_t)g_cap.frames[r].payload[7 + c], g_mock_ctx_output[c]);
+        }
+        CHECK(payload_f32(&g_cap.frames[r], 12) == 255.0f / 256.0f);
+    }
+    expect_final(0, 0, 1, SE_SOURCE_EDGE);
+    /* Head input: L-1 absent entries (all values quantize to zp -128), then the epoch: edge
+     * probs (q + 128) / 256 -> floor(p * 255 + 0.5) - 128, flag 1.0 -> 127. */
+    const int F = SE_N_CLASSES + 1;
+    for (int k = 0; k < SE_CONTEXT_EPOCHS - 1; ++k) {
+        for (int c = 0; c < F; ++c) {
+            CHECK_EQ(g_mock_ctx_last_input[k * F + c], -128);
+        }
+    }
+    const int8_t *last = &g_mock_ctx_last_input[(SE_CONTEXT_EPOCHS - 1) * F];
+    CHECK_EQ(last[0], -128);
+    CHECK_EQ(last[2], (int8_t)(floorf((255.0f / 256.0f) * (float)(1.0 / (double)(1.0f / 255.0f)) + 0.5f) - 128.0f));
+    CHECK_EQ(last[SE_N_CLASSES], 127);
+    /* An artefact epoch: no inference, pushed absent; then a low-confidence head answer escalates. */
+    g_sig = SIG_FLAT;
+    send_blocks(30, 59);
+    g_sig = SIG_EEG;
+    g_mock_ctx_output[1] = -100; /* head confidence 28/256 */
+    send_blocks(60, 89);
+    se_app_poll(&g_app);
+    CHECK_EQ(g_mock_ctx_runs, 2);
+    expect_result(2, 2, 1, 1, 0);
+    CHECK_EQ(capture_count(&g_cap, SE_FRAME_ESCALATE), 1);
+    /* ring now: ..., epoch 0 present, epoch 1 absent, epoch 2 present */
+    CHECK_EQ(g_mock_ctx_last_input[(SE_CONTEXT_EPOCHS - 3) * F + SE_N_CLASSES], 127);
+    CHECK_EQ(g_mock_ctx_last_input[(SE_CONTEXT_EPOCHS - 2) * F + SE_N_CLASSES], -128);
+    CHECK_EQ(g_mock_ctx_last_input[(SE_CONTEXT_EPOCHS - 1) * F + SE_N_CLASSES], 127);
+    /* A failing head: model error, no label, no escalation. */
+    g_mock_ctx_rc = 7;
+    send_blocks(90, 119);
+    se_app_poll(&g_app);
+    expect_result(3, 3, SE_STAGE_UNKNOWN, 0, SE_RESULT_FLAG_MODEL_ERROR);
+    CHECK_EQ(capture_count(&g_cap, SE_FRAME_ESCALATE), 1);
+}
+
 static int nack_count(void) { return capture_count(&g_cap, SE_FRAME_NACK); }
 
 static void test_arq_recovers_a_lost_block(void)
@@ -763,6 +829,7 @@ static void test_arq_repeats_nack_then_gives_up(void)
 int main(void)
 {
     RUN(test_hello_at_boot);
+    RUN(test_context_head_drives_results);
     RUN(test_confident_epoch);
     RUN(test_escalated_epoch_answered);
     RUN(test_escalated_epoch_times_out);

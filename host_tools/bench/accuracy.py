@@ -221,14 +221,20 @@ def score_edge_float(edge_dir: Path, x: np.ndarray) -> np.ndarray | None:
     return models.predict_proba(edge_float, np.clip(x, -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV))
 
 
-def run_edge_int8(edge_dir: Path, x: np.ndarray) -> EdgeOutputs:
-    """The int8 model in TFLM, decided as the device decides."""
-    from host_tools.deploy.predict import TflmModel, decide
+def run_edge_int8(edge_dir: Path, x: np.ndarray, nights: np.ndarray | None = None,
+                  epoch_index: np.ndarray | None = None) -> EdgeOutputs:
+    """The int8 model in TFLM, decided as the device decides: with a context head in
+    ``edge_dir`` (and the epochs' nights and epoch numbers given) what the device reports is the
+    head's output over each night's last epochs."""
+    from host_tools.deploy.predict import ContextHead, TflmModel, decide, reported_night_outputs
 
     tflm = TflmModel.load(edge_dir)
     raw = tflm.run_int8(tflm.quantize(x))
-    stages, _conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
-    return EdgeOutputs(raw, stages, tflm.dequantize(raw))
+    head = ContextHead.find(edge_dir) if nights is not None and epoch_index is not None else None
+    raw, scale, zp = reported_night_outputs(tflm, head, raw, nights, epoch_index)
+    stages, _conf = decide(raw, scale, zp)
+    probs = (np.asarray(raw, np.int32) - np.int32(zp)).astype(np.float32) * np.float32(scale)
+    return EdgeOutputs(raw, stages, probs)
 
 
 def score_hybrid(report: dict[str, Any], held: HeldOut, edge: EdgeOutputs, p_cloud: np.ndarray, *,
@@ -349,8 +355,10 @@ def bench_accuracy(
                 if p_float is not None:
                     record("edge_float", p_float.argmax(1))
             elif name == "edge int8":
-                edge = run_edge_int8(edge_dir, held.x)
+                edge = run_edge_int8(edge_dir, held.x, held.nights, prepare.load_epoch_numbers(cache, held.night_ids))
                 record("edge_int8", edge.stages)
+                if (edge_dir / "context.tflite").is_file():  # the device's own answer without the head
+                    record("edge_int8_no_context", run_edge_int8(edge_dir, held.x).stages)
             elif name == "cloud":
                 # What the cloud answers an escalation with the night's edge history.
                 from host_tools.cloud.model import night_cloud_probs

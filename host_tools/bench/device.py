@@ -77,6 +77,15 @@ def read_plan_macros(model_dir: str | Path) -> dict[str, int]:
         if m is None:
             raise SleepEdgeError(f"{path}: no integer #define {name}")
         out[name] = int(m.group(1))
+    # A context head (context_plan.h) runs after the edge model on the same arena: its MACs add up.
+    ctx = Path(model_dir) / "context_plan.h"
+    if ctx.is_file():
+        text = ctx.read_text(errors="replace")
+        for name in ("SE_CONTEXT_PLAN_ARENA_BYTES", "SE_CONTEXT_PLAN_MACS"):
+            m = re.search(rf"#define\s+{name}\s+\(?\s*(\d+)\s*[uUlL]*\s*\)?", text)
+            if m is None:
+                raise SleepEdgeError(f"{ctx}: no integer #define {name}")
+            out[name] = int(m.group(1))
     return out
 
 
@@ -142,7 +151,7 @@ def run_bench(
     infer = [e["inference_instructions"] for e in per_epoch]
     filter_instr = int(statistics.median(filt))
     infer_instr = int(statistics.median(infer))
-    macs = plan["SE_PLAN_MACS"]
+    macs = plan["SE_PLAN_MACS"] + plan.get("SE_CONTEXT_PLAN_MACS", 0)
     ram_bytes = size["ram_bytes"] + stack_bytes
     report: dict[str, Any] = {
         "device": "QEMU netduinoplus2 (STM32F405, Cortex-M4F), -icount shift=0,align=off,sleep=off",
@@ -158,6 +167,7 @@ def run_bench(
         "text_bytes": size["text"], "data_bytes": size["data"], "bss_bytes": size["bss"],
         "arena_bytes": plan["SE_PLAN_ARENA_BYTES"],
         "macs_per_epoch": macs,
+        "context_head_macs_per_epoch": plan.get("SE_CONTEXT_PLAN_MACS"),
         "filter_instructions_per_epoch": filter_instr,
         "filter_instructions_per_sample": filter_instr / C.EPOCH_SAMPLES,
         "inference_instructions_per_epoch": infer_instr,

@@ -112,15 +112,27 @@ def device_epochs(person: Person) -> np.ndarray:
 # the stagers
 # --------------------------------------------------------------------------------------------
 
-def edge_zero_shot(edge_dir: Path, people: list[Person]) -> dict[str, np.ndarray]:
-    """The shipped int8 edge model in TFLite Micro, per person, as the device decides."""
-    from host_tools.deploy.predict import TflmModel, decide
+def edge_zero_shot(edge_dir: Path, people: list[Person], context: bool = True) -> dict[str, np.ndarray]:
+    """The shipped int8 edge model in TFLite Micro, per person, as the device decides: with a
+    context head in ``edge_dir`` (and ``context``), the head's answer over the last epochs."""
+    from host_tools.deploy.predict import ContextHead, TflmModel, decide
 
     tflm = TflmModel.load(edge_dir)
+    head = ContextHead.find(edge_dir) if context else None
     out = {}
     for p in people:
-        raw = tflm.run_int8(tflm.quantize(device_epochs(p)))
-        out[p.name] = decide(raw, tflm.output_scale, tflm.output_zero_point)[0]
+        if head is None:
+            raw = tflm.run_int8(tflm.quantize(device_epochs(p)))
+            out[p.name] = decide(raw, tflm.output_scale, tflm.output_zero_point)[0]
+            continue
+        # The device classifies every epoch of the stream (scored or not) and keeps them all in
+        # its ring: run the head over the whole excerpt, then keep the scored epochs.
+        from host_tools.data import filters
+
+        x = filters.filter_device(p.signal_uv).reshape(-1, C.EPOCH_SAMPLES)
+        raw = tflm.run_int8(tflm.quantize(x))
+        q = head.run_stream(raw, np.ones(len(raw), bool), tflm.output_scale, tflm.output_zero_point)
+        out[p.name] = decide(q, head.output_scale, head.output_zero_point)[0][p.epochs]
     return out
 
 
@@ -316,6 +328,8 @@ def bench_real(models_dir: Path, out: Path, *, dreams: Path = DREAMS_DIR, with_y
     skipped: dict[str, str] = {}
     say("edge int8 (zero-shot) ...")
     preds["edge_int8"] = edge_zero_shot(edge_dir, people)
+    if (edge_dir / "context.tflite").is_file():  # the head's effect on real EEG, side by side
+        preds["edge_int8_no_context"] = edge_zero_shot(edge_dir, people, context=False)
     if with_yasa:
         say("YASA ...")
         preds["yasa"] = {p.name: yasa_stages(p) for p in people}
@@ -343,7 +357,8 @@ def bench_real(models_dir: Path, out: Path, *, dreams: Path = DREAMS_DIR, with_y
     return report
 
 
-LABELS = {"edge_int8": "SleepEdge int8 edge model, zero-shot (device arithmetic)",
+LABELS = {"edge_int8": "SleepEdge int8 edge model, zero-shot (device arithmetic; with its context head if shipped)",
+          "edge_int8_no_context": "SleepEdge int8 edge model without its context head",
           "adapt_lopo": "SleepEdge edge model + `sleepedge adapt`, leave one person out",
           "yasa": "YASA 0.8.1 pretrained (EEG only)",
           "gssc": "GSSC 0.0.9 pretrained (EEG only, whole-excerpt context)"}

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from host_tools import constants as C
+from host_tools.learn import context as _context
 from host_tools.errors import SleepEdgeError
 
 HEAD_FILE = "head.keras"
@@ -40,7 +41,7 @@ META_FILE = "model.json"
 #: The source CNN layer whose output is the epoch embedding (64 units, after ReLU).
 EMBEDDING_LAYER = "fc"
 #: Feature per history entry: 5 dequantized probabilities + 1 "present" flag.
-HISTORY_FEATURES = C.N_CLASSES + 1
+HISTORY_FEATURES = _context.HISTORY_FEATURES
 
 
 # --- edge history ----------------------------------------------------------------------------
@@ -58,48 +59,10 @@ class EdgeHistory:
     present: np.ndarray  #: bool (L,)
 
 
-def history_windows(raw: np.ndarray, epoch_index: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Edge histories of every epoch of one night, as the proxy would assemble them.
-
-    Parameters
-    ----------
-    raw
-        int8 (n, 5) edge outputs of the night's epochs.
-    epoch_index
-        (n,) epoch numbers from the recording start (gaps where the cache dropped epochs).
-    length
-        Entries per history, the epoch itself included.
-
-    Returns
-    -------
-    probs : int8 (n, length, 5)
-    present : bool (n, length)
-    """
-    raw = np.asarray(raw, dtype=np.int8).reshape(-1, C.N_CLASSES)
-    ei = np.asarray(epoch_index, dtype=np.int64)
-    if len(ei) != len(raw):
-        raise ValueError(f"raw has {len(raw)} epochs, epoch_index {len(ei)}")
-    n = len(raw)
-    if n == 0:
-        return np.zeros((0, length, C.N_CLASSES), np.int8), np.zeros((0, length), bool)
-    # A dense timeline from the first epoch - (length - 1), so every window is a plain slice.
-    base = int(ei.min()) - (length - 1)
-    span = int(ei.max()) - base + 1
-    line = np.zeros((span, C.N_CLASSES), np.int8)
-    have = np.zeros(span, bool)
-    line[ei - base] = raw
-    have[ei - base] = True
-    offsets = (ei - base)[:, None] - np.arange(length - 1, -1, -1)[None, :]
-    return line[offsets], have[offsets]
-
-
-def history_features(probs: np.ndarray, present: np.ndarray, output_scale: float,
-                     output_zero_point: int) -> np.ndarray:
-    """Head input from raw histories: float32 (n, L, 6) = dequantized probs (0 where absent) + flag."""
-    p = (np.asarray(probs, np.int32) - np.int32(output_zero_point)).astype(np.float32) * np.float32(output_scale)
-    m = np.asarray(present, bool)
-    p = np.where(m[..., None], p, np.float32(0))
-    return np.concatenate([p, m[..., None].astype(np.float32)], axis=-1)
+# The windows and features are the device context head's (host_tools.learn.context): one
+# definition of "the last L outputs, oldest first, absent = zeros + flag 0" for both heads.
+history_windows = _context.history_windows
+history_features = _context.history_features
 
 
 def fit_history(probs: np.ndarray, present: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +265,25 @@ def edge_outputs(tflite: str | Path, cache: str | Path, night_ids: list[str], pr
     return out
 
 
+def _reported(raw: dict[str, np.ndarray], tflite: Path, cache: Path, edge: EdgeModelId
+              ) -> tuple[EdgeModelId, str | None]:
+    """The history is what the device reports: with a context head next to the edge model
+    (``context.tflite``) its outputs replace the edge model's in ``raw`` (in place), and the
+    output quantization is the head's. Returns the history's model id and the head's SHA-256."""
+    from host_tools.data import prepare
+    from host_tools.deploy.predict import ContextHead
+
+    head = ContextHead.find(tflite)
+    if head is None:
+        return edge, None
+    from host_tools.learn import models
+
+    for nid in raw:
+        ei = prepare.load_night(cache, nid)["epoch_index"]
+        raw[nid] = head.run(raw[nid], ei, edge.output_scale, edge.output_zero_point)
+    return EdgeModelId(edge.sha256, head.output_scale, head.output_zero_point), models.sha256_file(head.path)
+
+
 @dataclass
 class _NightFeatures:
     emb: np.ndarray
@@ -387,6 +369,7 @@ def train_cloud(
     t0 = time.time()
     ids = {side: datasets.night_ids_for(index, list(split.get(side) or [])) for side in ("train", "val", "test")}
     raw = edge_outputs(tflite, cache, [n for side in ids.values() for n in side], progress=progress)
+    edge, context_sha = _reported(raw, tflite, cache, edge)
     t_edge = time.time() - t0
     encoder = encoder_with_embedding(models.load_keras_model(source))
     feats = {side: _features(encoder, cache, nids, raw, history) for side, nids in ids.items() if nids}
@@ -428,7 +411,8 @@ def train_cloud(
         "embedding_layer": EMBEDDING_LAYER,
         "history_length": history,
         "edge_model": {"sha256": edge.sha256, "hash_u32": f"{edge.hash_u32:08x}",
-                       "output_scale": edge.output_scale, "output_zero_point": edge.output_zero_point},
+                       "output_scale": edge.output_scale, "output_zero_point": edge.output_zero_point,
+                       "context_head_sha256": context_sha},
         "params": models.count_params(head),
         "split": split,
         "train": {"passes_run": len(hist.history.get("loss", [])), "batch": batch, "lr": lr, "seed": seed,

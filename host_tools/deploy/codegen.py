@@ -47,6 +47,7 @@ def constants_header() -> str:
         f"#define SE_DEFAULT_CONFIDENCE_THRESHOLD {c_float(C.DEFAULT_CONFIDENCE_THRESHOLD)}",
         f"#define SE_DEFAULT_ESCALATION_TIMEOUT_MS {C.DEFAULT_ESCALATION_TIMEOUT_MS}u",
         f"#define SE_MAX_PENDING_ESCALATIONS {C.MAX_PENDING_ESCALATIONS}",
+        f"#define SE_CONTEXT_EPOCHS {C.CONTEXT_EPOCHS}",
         "",
         f"/* Butterworth band-pass {C.FILTER_LOW_HZ}-{C.FILTER_HIGH_HZ} Hz, order {C.FILTER_ORDER},",
         " * float32 second-order sections {b0, b1, b2, a1, a2} (a0 = 1), Direct Form II transposed. */",

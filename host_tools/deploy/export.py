@@ -6,6 +6,8 @@
 4. run held-out epochs through the host TFLite interpreter and the real TFLite Micro interpreter
    and report their agreement (TFLM is the reference the firmware reproduces bit for bit; TFLite
    differs from it in rare rounding ties, see ``export.json``);
+   With ``context.tflite`` next to the model (``sleepedge train context``), the head is copied
+   too and exported as ``context_plan.{c,h}`` / ``context_data.{c,h}`` (SE_CONTEXT_ENABLED 1);
 5. save reference vectors (filtered epoch, int8 input, TFLM int8 output) as
    ``OUT/reference_vectors.npz`` for the firmware tests, and ``OUT/export.json``.
 """
@@ -57,6 +59,31 @@ def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray,
     return y, "filtered Gaussian noise (no cache given)"
 
 
+CONTEXT_FILES: tuple[str, str] = ("context.tflite", "context.json")
+
+
+def _copy_context(src: Path, out: Path) -> Path | None:
+    """The context head next to the edge model (``context.tflite`` + ``context.json``, written by
+    ``sleepedge train context``) travels with it; without one, a stale head in ``out`` goes."""
+    if not (src / CONTEXT_FILES[0]).is_file():
+        if src.resolve() != out.resolve():
+            for f in CONTEXT_FILES:
+                (out / f).unlink(missing_ok=True)
+        return None
+    meta_path = src / CONTEXT_FILES[1]
+    if meta_path.is_file():  # a head trained on another edge model would read meaningless inputs
+        trained_on = (json.loads(meta_path.read_text()).get("edge_model") or {}).get("sha256")
+        edge_sha = hashlib.sha256((src / "model.tflite").read_bytes()).hexdigest() \
+            if (src / "model.tflite").is_file() else None
+        if trained_on and edge_sha and trained_on != edge_sha:
+            raise SleepEdgeError(f"{src / CONTEXT_FILES[0]}: trained on edge model {trained_on[:12]}, but "
+                                 f"{src / 'model.tflite'} is {edge_sha[:12]}; retrain it (`sleepedge train context`)")
+    for f in CONTEXT_FILES:
+        if (src / f).is_file() and (src / f).resolve() != (out / f).resolve():
+            shutil.copyfile(src / f, out / f)
+    return out / CONTEXT_FILES[0]
+
+
 def export(
     tflite: Path, out: Path, *, threshold: float = C.DEFAULT_CONFIDENCE_THRESHOLD,
     name: str = "edge", cache: Path | None = None, n_check: int = 200, c_out: Path | None = None,
@@ -106,8 +133,9 @@ def export(
     else:
         norm = default_input_norm() if input_norm else None
     c_dir = Path(c_out) if c_out is not None else out
+    context = _copy_context(tflite.parent, out)
     c_result = c_export.export_model(dest, c_dir, threshold=float(threshold), name=name,
-                                     input_norm=norm is not None)
+                                     input_norm=norm is not None, context=context)
     c_figures = {k: getattr(c_result, k) for k in ("arena_bytes", "macs", "hash_u32", "model_bytes")
                  if hasattr(c_result, k)}
     header_path = codegen.write_constants_header(header) if header else codegen.write_constants_header()
@@ -149,6 +177,7 @@ def export(
         "tflm_vs_tflite": agreement, "reference_vectors": shown_path(out / REFERENCE_FILE),
         "c_out": shown_path(c_dir), "c_export": c_figures, "header": shown_path(header_path),
         "input_norm": norm,
+        "context_head": shown_path(context) if context is not None else None,
     }
     (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

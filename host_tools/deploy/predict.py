@@ -14,6 +14,10 @@ A model folder whose metadata switches on the causal running input normalization
 (``"input_norm"`` in ``export.json``/``compress.json``, :mod:`host_tools.data.normalize`) gets its
 int8 input from the 0.25-uV transport samples times the running gain, the ring fed only with the
 epochs the gate passes, as the firmware does with ``SE_MODEL_INPUT_NORM 1``.
+
+With a context head next to the model (``context.tflite``, ``sleepedge train context``) the
+stage and confidence are the head's, over the last ``CONTEXT_EPOCHS`` edge outputs (artefact
+epochs absent), as the device computes them.
 """
 
 from __future__ import annotations
@@ -135,6 +139,104 @@ class TflmModel:
         return self._quantize_plain(normalized_model_input(x_filt, classified))
 
 
+CONTEXT_FILE = "context.tflite"
+
+
+@dataclass
+class ContextHead:
+    """The device's context head (``context.tflite`` next to the edge model) in TFLite Micro.
+
+    The device keeps its last ``length`` edge outputs; an epoch without one (artefact,
+    incomplete, model error, before the stream) is absent. What it reports for an epoch it
+    classified is the head's output over that window (:mod:`host_tools.learn.context`).
+    """
+
+    path: Path
+    interpreter: Any
+    length: int
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+
+    @classmethod
+    def find(cls, model: str | Path) -> "ContextHead | None":
+        """The head next to the edge model ``model`` (file or folder), or None without one."""
+        path = resolve_tflite(model).parent / CONTEXT_FILE
+        return cls.load(path) if path.is_file() else None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ContextHead":
+        from tflite_micro.python.tflite_micro import runtime
+
+        from host_tools.learn.context import HISTORY_FEATURES
+
+        path = Path(path)
+        try:
+            it = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=64 * 1024)
+            i, o = it.get_input_details(0), it.get_output_details(0)
+        except Exception as exc:  # noqa: BLE001 - TFLM raises RuntimeError / ValueError
+            raise SleepEdgeError(f"{path}: TFLite Micro cannot load the context head ({type(exc).__name__}: {exc})") from exc
+        size = int(np.prod(i["shape"]))
+        if size % HISTORY_FEATURES or int(np.prod(o["shape"])) != C.N_CLASSES:
+            raise SleepEdgeError(f"{path}: a context head takes L x {HISTORY_FEATURES} values and gives "
+                                 f"{C.N_CLASSES}; got shapes {list(i['shape'])} and {list(o['shape'])}")
+        iq, oq = i["quantization_parameters"], o["quantization_parameters"]
+        return cls(path, it, size // HISTORY_FEATURES, float(iq["scales"][0]), int(iq["zero_points"][0]),
+                   float(oq["scales"][0]), int(oq["zero_points"][0]))
+
+    def run(self, edge_raw: np.ndarray, epoch_index: np.ndarray, edge_scale: float, edge_zero_point: int
+            ) -> np.ndarray:
+        """Head outputs (n, 5) int8 for the epochs of one stream that have an edge output
+        (``epoch_index``: their epoch numbers; any other epoch is absent)."""
+        from host_tools.learn.context import history_features, history_windows, quantize_features
+
+        hp, hm = history_windows(np.asarray(edge_raw, np.int8), epoch_index, self.length)
+        q = quantize_features(history_features(hp, hm, edge_scale, edge_zero_point), self.input_scale,
+                              self.input_zero_point)
+        out = np.empty((len(q), C.N_CLASSES), np.int8)
+        shape = tuple(int(v) for v in self.interpreter.get_input_details(0)["shape"])
+        for k, x in enumerate(q):
+            self.interpreter.set_input(x.reshape(shape), 0)
+            self.interpreter.invoke()
+            out[k] = np.asarray(self.interpreter.get_output(0)).reshape(-1)
+        return out
+
+    def run_stream(self, edge_raw: np.ndarray, have: np.ndarray, edge_scale: float, edge_zero_point: int
+                   ) -> np.ndarray:
+        """Head outputs for epochs 0..n-1 of a stream; rows where ``have`` is False (no edge
+        output: artefact, incomplete) are zeros and absent for later epochs."""
+        ok = np.flatnonzero(np.asarray(have, bool))
+        out = np.zeros((len(have), C.N_CLASSES), np.int8)
+        out[ok] = self.run(np.asarray(edge_raw, np.int8)[ok], ok, edge_scale, edge_zero_point)
+        return out
+
+
+def reported_outputs(tflm: TflmModel, head: ContextHead | None, x_filt: np.ndarray, have: np.ndarray
+                     ) -> tuple[np.ndarray, float, int]:
+    """What the device reports per epoch (RESULT probs) and its output quantization: the edge
+    model's int8 output, or the context head's over the last epochs when the folder has one."""
+    raw = tflm.run_int8(tflm.quantize_stream(x_filt, classified=have))
+    if head is None:
+        return raw, tflm.output_scale, tflm.output_zero_point
+    return head.run_stream(raw, have, tflm.output_scale, tflm.output_zero_point), head.output_scale, head.output_zero_point
+
+
+def reported_night_outputs(tflm: TflmModel, head: ContextHead | None, raw: np.ndarray, nights: np.ndarray,
+                           epoch_index: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """Cached epochs of several nights: the edge outputs ``raw`` (n, 5) -> what the device would
+    report streaming each night (the head's outputs over each night's windows, epochs missing
+    from the cache absent), and the output quantization. Without a head: ``raw`` unchanged."""
+    if head is None:
+        return raw, tflm.output_scale, tflm.output_zero_point
+    nights, epoch_index = np.asarray(nights), np.asarray(epoch_index)
+    out = np.empty_like(np.asarray(raw, np.int8))
+    for nid in dict.fromkeys(nights.tolist()):
+        rows = np.flatnonzero(nights == nid)
+        out[rows] = head.run(raw[rows], epoch_index[rows], tflm.output_scale, tflm.output_zero_point)
+    return out, head.output_scale, head.output_zero_point
+
+
 def decide(raw: np.ndarray, output_scale: float, output_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
     """Stage index (first maximum) and float32 confidence ``(q_max - zp) * scale`` per row."""
     raw = np.asarray(raw, dtype=np.int8).reshape(-1, C.N_CLASSES)
@@ -169,7 +271,7 @@ def predict_epochs_int8(
     if x.ndim != 2 or x.shape[1] != C.EPOCH_SAMPLES:
         raise SleepEdgeError(f"x_filt: expected (n, {C.EPOCH_SAMPLES}) epochs, got shape {x.shape}")
     model = TflmModel.load(model_path)
-    raw = model.run_int8(model.quantize(x))
+    raw = model.run_int8(model.quantize(x))  # loose epochs: plain input only (refused for input_norm models)
     stages, conf = decide(raw, model.output_scale, model.output_zero_point)
     return raw, stages, conf
 
@@ -216,14 +318,15 @@ def predict_recordings(
     from rich.progress import Progress
 
     tflm = TflmModel.load(model)
+    head = ContextHead.find(model)
     rows: list[dict[str, Any]] = []
     recordings = list(recordings)
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("predict", total=len(recordings))
         for psg in recordings:
             epochs, name, verdicts = recording_epochs_with_quality(psg, channel)
-            raw = tflm.run_int8(tflm.quantize_stream(epochs, classified=verdicts == 0))
-            stages, conf = decide(raw, tflm.output_scale, tflm.output_zero_point)
+            raw, scale, zp = reported_outputs(tflm, head, epochs, np.asarray(verdicts) == 0)
+            stages, conf = decide(raw, scale, zp)
             for k, (s, c, v) in enumerate(zip(stages, conf, verdicts)):
                 row = {"recording": name, "epoch": k, "onset_s": k * C.EPOCH_S,
                        "stage": C.STAGES[int(s)], "confidence": f"{float(c):.6f}",

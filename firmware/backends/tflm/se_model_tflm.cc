@@ -208,3 +208,37 @@ extern "C" size_t se_model_arena_bytes(void)
     /* Bytes TFLM actually used once initialised; the reserved size before that. */
     return g_interpreter != nullptr ? g_arena_used : sizeof g_arena;
 }
+
+/* The context head runs on the native engine only: a PlatformIO (TFLM) build reports the edge
+ * model's own outputs even when the model folder has a head (docs/architecture.md). */
+extern "C" int se_model_has_context(void)
+{
+    return 0;
+}
+
+extern "C" int se_model_context_run(const int8_t *input, int8_t *output)
+{
+    (void)input;
+    (void)output;
+    return SE_TFLM_ERR_NOT_READY;
+}
+
+extern "C" float se_model_context_input_scale(void)
+{
+    return 1.0f;
+}
+
+extern "C" int32_t se_model_context_input_zero_point(void)
+{
+    return 0;
+}
+
+extern "C" float se_model_context_output_scale(void)
+{
+    return 1.0f;
+}
+
+extern "C" int32_t se_model_context_output_zero_point(void)
+{
+    return 0;
+}
