@@ -293,7 +293,8 @@ def stage_context(p: Paths, s: Settings) -> None:
     from host_tools.learn.context import train_context
 
     train_context(p.train / "compress" / "model.tflite", p.cache_sc, p.train / "source", p.train / "compress",
-                  passes=s.context_passes, seed=s.seed)
+                  passes=s.context_passes, seed=s.seed,
+                  randomized_cache=p.cache_sc_rand if randomized_corpus(p, s) else None)
 
 
 def stage_cloud(p: Paths, s: Settings) -> None:

@@ -228,6 +228,10 @@ def _windows(raw: dict[str, np.ndarray], cache: Path, nids: list[str], length: i
     return hp, hm, y
 
 
+def _join(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
+
+
 def _acc(y: np.ndarray, q: np.ndarray) -> dict[str, float]:
     from host_tools.evaluation import scores
 
@@ -237,7 +241,8 @@ def _acc(y: np.ndarray, q: np.ndarray) -> dict[str, float]:
 
 def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, out: str | Path | None = None, *,
                   length: int = C.CONTEXT_EPOCHS, passes: int = 30, seed: int = 0,
-                  raw: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+                  raw: dict[str, np.ndarray] | None = None,
+                  randomized_cache: str | Path | None = None) -> dict[str, Any]:
     """Train the context head on an int8 edge model's outputs and save it next to the model.
 
     Parameters
@@ -256,6 +261,10 @@ def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, o
         Epochs per window; the firmware reads :data:`~host_tools.constants.CONTEXT_EPOCHS`.
     raw
         Precomputed int8 edge outputs per night id (else computed here).
+    randomized_cache
+        A ``synth --randomize`` cache of the same subjects: the edge outputs of its training and
+        validation nights join the head's windows (the head learns the night's context also where
+        the edge model is less sure), and its test nights are scored too (``test_randomized``).
 
     Returns
     -------
@@ -290,6 +299,15 @@ def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, o
     t_edge = time.time() - t0
     tr, te = _windows(raw, cache, ids["train"], length), _windows(raw, cache, ids["test"], length)
     va = _windows(raw, cache, ids["val"], length) if ids["val"] else tr
+    te_rand = None
+    if randomized_cache is not None:
+        rcache = Path(randomized_cache)
+        rindex = datasets.load_index_checked(rcache)
+        rids = {side: datasets.night_ids_for(rindex, list(split.get(side) or [])) for side in ("train", "val", "test")}
+        rraw = edge_outputs_int8(edge_bytes, rcache, [n for v in rids.values() for n in v])
+        tr = _join(tr, _windows(rraw, rcache, rids["train"], length))
+        va = _join(va, _windows(rraw, rcache, rids["val"], length)) if rids["val"] else tr
+        te_rand = _windows(rraw, rcache, rids["test"], length)
     if len(tr[2]) == 0 or len(te[2]) == 0:
         raise SleepEdgeError(f"{cache}: the split's train or test subjects have no nights in this cache")
     feats = lambda w, present=None: history_features(w[0], w[1] if present is None else present, s_o, zp_o)  # noqa: E731
@@ -316,6 +334,10 @@ def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, o
                   "edge_outputs_seconds": round(t_edge, 1), "fit_seconds": round(t_fit, 1)},
         "test": {"n": int(len(te[2])), "edge_int8": _acc(te[2], te[0][:, -1, :]), "with_head_int8": _acc(te[2], q_head)},
     }
+    if te_rand is not None and len(te_rand[2]):
+        meta["randomized_corpus"] = str(randomized_cache)
+        meta["test_randomized"] = {"n": int(len(te_rand[2])), "edge_int8": _acc(te_rand[2], te_rand[0][:, -1, :]),
+                                   "with_head_int8": _acc(te_rand[2], head_predict_int8(tfl, feats(te_rand)))}
     (out / CONTEXT_META).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -329,10 +351,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the edge model's folder)")
     parser.add_argument("--passes", type=int, default=30, help="most passes over the training windows (default: 30)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--randomized-cache", type=Path, default=None, metavar="DIR",
+                        help="a `synth --randomize` cache of the same subjects whose nights join the training windows")
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = train_context(args.edge, args.cache, args.split_from, args.out, passes=args.passes, seed=args.seed)
+    meta = train_context(args.edge, args.cache, args.split_from, args.out, passes=args.passes, seed=args.seed,
+                         randomized_cache=args.randomized_cache)
     t = meta["test"]
     print(f"held-out subjects ({t['n']} epochs): edge int8 acc {t['edge_int8']['acc']:.3f} -> with the context head "
           f"{t['with_head_int8']['acc']:.3f} (L = {meta['length']}, {meta['params']} parameters, {meta['bytes']} bytes)")
