@@ -82,7 +82,7 @@ demo: setup firmware
 	$(PY) -m host_tools.demo --out $(OUT) --models $(MODELS_ABS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(EDF),--edf $(EDF)) $(if $(HYPNO),--hypno $(HYPNO)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(CHANNEL),--channel $(CHANNEL)) $(if $(STAGE_SECONDS),--stage-seconds $(STAGE_SECONDS)) $(if $(CODES),--codes $(CODES))
 
 train: setup
-	$(PY) -m host_tools.pipeline $(if $(SLEEP_EDF),--sleep-edf $(SLEEP_EDF)) $(if $(filter 0,$(RANDOMIZE)),--no-randomize) $(if $(filter 0,$(AUGMENT)),--no-augment)
+	$(PY) -m host_tools.pipeline $(if $(SLEEP_EDF),--sleep-edf $(SLEEP_EDF)) $(if $(filter 1,$(RANDOMIZE)),--randomize) $(if $(filter 1,$(AUGMENT)),--augment)
 
 bench: bench-accuracy bench-device bench-real bench-randomization
 

@@ -91,8 +91,11 @@ class Settings:
     # Domain randomization (issue 10): a second SC corpus of the same subjects and hypnogram
     # draws, recorded through randomized montages, gains and acquisition paths
     # (data/randomize.py), joins the edge model's training set; augmentation perturbs its batches.
-    randomize: bool = True
-    augment: bool = True
+    # Off by default: with both on, the distilled edge model scored lower on the plain synthetic
+    # test subjects (0.753 vs 0.779) AND on real EEG zero-shot (DREAMS 0.41 vs 0.53, float)
+    # (docs/training.md "Domain randomization in make train").
+    randomize: bool = False
+    augment: bool = False
     ablation_passes: int = 4
     max_escalated: float = 0.20  # the escalation budget (share of epochs sent to the cloud)
     # The threshold is chosen on the validation subjects within the budget less this share of it:
@@ -818,11 +821,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-run stages whose outputs exist")
     parser.add_argument("--only", nargs="+", default=None, help="run only these stages")
     parser.add_argument("--qat", action="store_true", help="quantization-aware training in compress")
-    parser.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=False,
                         help="add the domain-randomized SC corpus to the edge model's training "
-                             "(synthetic runs; default on)")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                        help="training-time augmentation of the edge model's batches (default on)")
+                             "(synthetic runs; default off, see docs/training.md)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
+                        help="training-time augmentation of the edge model's batches (default off)")
     parser.add_argument("--sleep-edf", type=Path, default=None, metavar="DIR",
                         help="train on a Sleep-EDF download (`sleepedge data fetch --out DIR` layout) "
                              "instead of the synthetic corpus")
@@ -841,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m host_tools.pipeline" + (" --quick" if args.quick else "") + \
         (f" --out {args.out}" if args.out else "") + (" --qat" if args.qat else "") + \
         (f" --sleep-edf {args.sleep_edf}" if args.sleep_edf else "") + \
-        ("" if args.randomize else " --no-randomize") + ("" if args.augment else " --no-augment")
+        (" --randomize" if args.randomize else "") + (" --augment" if args.augment else "")
     if args.out is None and not args.quick:
         make = "make train" + (f" SLEEP_EDF={args.sleep_edf}" if args.sleep_edf else "")
         command = f"{make}   (= {command})"

@@ -10,6 +10,7 @@ tests check arithmetic, not staging accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -196,7 +197,9 @@ def test_app_with_norm_gives_predict_inputs(host_build, tmp_path):  # noqa: F811
     assert seen.shape[0] == classified.sum()
     for row, k in zip(seen, np.flatnonzero(classified)):
         assert np.array_equal(row, want[k]), f"model input of epoch {k}"
-    plain = mock.quantize(y_ep)
+    with pytest.raises(SleepEdgeError, match="quantize_stream"):
+        mock.quantize(y_ep)  # a normalized model's input needs the recording's history
+    plain = dataclasses.replace(mock, input_norm=None).quantize(y_ep)
     assert not np.array_equal(want[classified], plain[classified])  # the switch does something
     # RESULT stages follow the mock on those inputs; the escalated samples stay un-normalized.
     msgs = [P.decode_message(f) for f in P.FrameDecoder().feed(r.stdout)]
