@@ -121,16 +121,15 @@ def edge_zero_shot(edge_dir: Path, people: list[Person], context: bool = True) -
     head = ContextHead.find(edge_dir) if context else None
     out = {}
     for p in people:
-        if head is None:
-            raw = tflm.run_int8(tflm.quantize(device_epochs(p)))
-            out[p.name] = decide(raw, tflm.output_scale, tflm.output_zero_point)[0]
-            continue
         # The device classifies every epoch of the stream (scored or not) and keeps them all in
-        # its ring: run the head over the whole excerpt, then keep the scored epochs.
+        # its rings (context head, running normalization): run the whole excerpt, keep the scored.
         from host_tools.data import filters
 
         x = filters.filter_device(p.signal_uv).reshape(-1, C.EPOCH_SAMPLES)
-        raw = tflm.run_int8(tflm.quantize(x))
+        raw = tflm.run_int8(tflm.quantize_stream(x))
+        if head is None:
+            out[p.name] = decide(raw, tflm.output_scale, tflm.output_zero_point)[0][p.epochs]
+            continue
         q = head.run_stream(raw, np.ones(len(raw), bool), tflm.output_scale, tflm.output_zero_point)
         out[p.name] = decide(q, head.output_scale, head.output_zero_point)[0][p.epochs]
     return out

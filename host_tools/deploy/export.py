@@ -142,7 +142,7 @@ def export(
 
     x, source = check_epochs(cache, n_check, seed)
     tflm = TflmModel.load(dest)
-    q_in = tflm.quantize(x)
+    q_in = tflm.quantize_plain(x)  # interpreters compared on the same inputs (epochs of many nights)
     micro = tflm.run_int8(q_in)
     stages, conf = decide(micro, tflm.output_scale, tflm.output_zero_point)
 

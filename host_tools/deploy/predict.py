@@ -119,9 +119,11 @@ class TflmModel:
         if self.input_norm is not None:
             raise SleepEdgeError(f"{self.path}: this model normalizes its input over each recording "
                                  "(input_norm); quantize one recording at a time (quantize_stream)")
-        return self._quantize_plain(x_filt)
+        return self.quantize_plain(x_filt)
 
-    def _quantize_plain(self, x_filt: np.ndarray) -> np.ndarray:
+    def quantize_plain(self, x_filt: np.ndarray) -> np.ndarray:
+        """Per-sample quantization, never normalized: for comparing interpreters on the same
+        int8 inputs (export's check), not the device's input of a normalized model."""
         from host_tools.data.filters import quantize_model_input
 
         return quantize_model_input(x_filt, self.input_scale, self.input_zero_point)
@@ -133,10 +135,10 @@ class TflmModel:
         then only ``classified`` epochs (default all) enter the running scale, as on the device.
         """
         if self.input_norm is None:
-            return self._quantize_plain(x_filt)
+            return self.quantize_plain(x_filt)
         from host_tools.data.normalize import normalized_model_input
 
-        return self._quantize_plain(normalized_model_input(x_filt, classified))
+        return self.quantize_plain(normalized_model_input(x_filt, classified))
 
 
 CONTEXT_FILE = "context.tflite"
