@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "se_model.h"
+#include "se_quant.h"
 
 /* --- helpers ---------------------------------------------------------------------------- */
 
@@ -39,21 +40,6 @@ static uint32_t bits_from_f32(float f)
     uint32_t bits;
     memcpy(&bits, &f, sizeof bits);
     return bits;
-}
-
-/* filters.quantize_model_input: clamp(floor(y * (1/scale) + 0.5f) + zp) in float32, clamped
- * before the integer cast (the negated comparisons also send a NaN to the low rail instead of
- * into an undefined cast). */
-static int8_t quantize_input(float y, float inv_scale, int32_t zp)
-{
-    float v = floorf(y * inv_scale + 0.5f) + (float)zp;
-    if (!(v >= -128.0f)) {
-        v = -128.0f;
-    }
-    if (v > 127.0f) {
-        v = 127.0f;
-    }
-    return (int8_t)v;
 }
 
 /* Escalation transport: clamp(floor(y * 4 + 0.5), int16) - the filtered signal at 0.25 uV. */
@@ -313,7 +299,7 @@ static void quantize_normalized(se_app_t *app)
 {
     const float gain = se_norm_gain(se_norm_update(&app->norm, app->epoch_q));
     for (size_t i = 0; i < SE_EPOCH_SAMPLES; ++i) {
-        app->model_in[i] = quantize_input((float)app->epoch_q[i] * gain, app->in_inv_scale, app->in_zp);
+        app->model_in[i] = se_quantize_f32((float)app->epoch_q[i] * gain, app->in_inv_scale, app->in_zp);
     }
 }
 
@@ -351,7 +337,7 @@ static inline void filter_samples(se_app_t *app, const uint8_t *q_le, size_t bas
         const float y = se_filter_step(&app->filter, (float)q * SE_SAMPLE_UV_PER_LSB);
         app->epoch_q[base + i] = quantize_transport(y);
         if (plain_input) {
-            app->model_in[base + i] = quantize_input(y, app->in_inv_scale, app->in_zp);
+            app->model_in[base + i] = se_quantize_f32(y, app->in_inv_scale, app->in_zp);
         }
     }
 }

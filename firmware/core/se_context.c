@@ -4,6 +4,8 @@
  */
 #include "se_context.h"
 
+#include "se_quant.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -47,19 +49,6 @@ void se_context_push(se_context_t *ctx, uint32_t epoch, const int8_t *probs)
     put(ctx, probs);
 }
 
-/* As se_app.c's quantize_input: clamp(floor(v * inv + 0.5) + zp), float32, NaN -> -128. */
-static int8_t quantize(float v, float inv_scale, int32_t zp)
-{
-    float r = floorf(v * inv_scale + 0.5f) + (float)zp;
-    if (!(r >= -128.0f)) {
-        r = -128.0f;
-    }
-    if (r > 127.0f) {
-        r = 127.0f;
-    }
-    return (int8_t)r;
-}
-
 void se_context_input(const se_context_t *ctx, const se_context_quant_t *q, int8_t *input)
 {
     for (uint32_t k = 0; k < L; ++k) {
@@ -68,8 +57,8 @@ void se_context_input(const se_context_t *ctx, const se_context_quant_t *q, int8
         int8_t *row = &input[k * SE_CONTEXT_FEATURES];
         for (uint32_t c = 0; c < SE_N_CLASSES; ++c) {
             const float p = have ? (float)((int32_t)ctx->probs[slot][c] - q->edge_out_zp) * q->edge_out_scale : 0.0f;
-            row[c] = quantize(p, q->head_in_inv_scale, q->head_in_zp);
+            row[c] = se_quantize_f32(p, q->head_in_inv_scale, q->head_in_zp);
         }
-        row[SE_N_CLASSES] = quantize(have ? 1.0f : 0.0f, q->head_in_inv_scale, q->head_in_zp);
+        row[SE_N_CLASSES] = se_quantize_f32(have ? 1.0f : 0.0f, q->head_in_inv_scale, q->head_in_zp);
     }
 }

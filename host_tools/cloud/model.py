@@ -306,19 +306,6 @@ def _features(encoder: Any, cache: Path, nids: list[str], raw: dict[str, np.ndar
     return _NightFeatures(*(np.concatenate(a) for a in zip(*parts)))
 
 
-def _truncate_some(present: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Mark the oldest entries absent in a random ``fraction`` of the histories, as at the start
-    of a stream or after a reconnect (the cache rarely shows such short histories)."""
-    rng = np.random.default_rng(seed)
-    present = present.copy()
-    n, length = present.shape
-    rows = np.flatnonzero(rng.random(n) < fraction)
-    keep = rng.integers(1, length + 1, size=len(rows))  # newest entries kept, the epoch itself always
-    for r, k in zip(rows, keep):
-        present[r, : length - k] = False
-    return present
-
-
 def train_cloud(
     source: str | Path, edge_tflite: str | Path, cache: str | Path, out: str | Path, *,
     history: int = C.CLOUD_HISTORY_EPOCHS, passes: int = 30, batch: int = 256, patience: int = 4,
@@ -388,7 +375,7 @@ def train_cloud(
     cw = datasets.class_weights(tr.y)
     stop = k.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience, restore_best_weights=True)
     t1 = time.time()
-    hist = head.fit(inputs(tr, _truncate_some(tr.present, 0.1, seed)), tr.y,
+    hist = head.fit(inputs(tr, _context.truncate_some(tr.present, 0.1, seed)), tr.y,
                     sample_weight=datasets.sample_weights(tr.y, cw), validation_data=(inputs(va), va.y),
                     epochs=passes, batch_size=batch, shuffle=True, callbacks=[stop], verbose=0)
     t_fit = time.time() - t1
