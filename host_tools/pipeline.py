@@ -602,9 +602,11 @@ def acceptance_checks(m: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     checks: list[tuple[str, bool | None, str]] = []
     e, f, h = m["edge_int8"], m.get("edge_float"), m["hybrid"]
     if f:
-        gap = 100 * (f["acc"] - e["acc"])
+        # The same network float vs int8: without the context head when the device has one.
+        q = m.get("edge_int8_no_context") or e
+        gap = 100 * (f["acc"] - q["acc"])
         checks.append(("int8 edge model within 1.5 points of its float version", abs(gap) <= 1.5,
-                       f"float {f['acc']:.3f}, int8 {e['acc']:.3f} ({-gap:+.1f} points)"))
+                       f"float {f['acc']:.3f}, int8 {q['acc']:.3f} ({-gap:+.1f} points)"))
     t = m.get("transfer") or {}
     none = (t.get("none") or {}).get("acc")
     fine = {r["k"]: r["acc"] for r in t.get("finetune", [])}
@@ -693,6 +695,14 @@ def model_card(m: dict[str, Any], command: str) -> str:
               f"{m['settings']['max_escalated']:.0%} budget less "
               f"{m['settings'].get('escalation_headroom', 0):.0%} headroom for other subjects), and is baked "
               "into `edge/model_data.h`."]
+    if h["escalated_fraction"] == 0:
+        r = m.get("recommended_on_test") or {}
+        lines += ["", "No threshold within the budget beat never escalating on the validation subjects (the "
+                  "device's own answer, with its context head, was as good as the cloud's there), so the exported "
+                  "threshold never escalates. For information only, not used to choose: on the test subjects "
+                  f"a threshold of {r.get('threshold', 0):.3f} would have given {r.get('acc', 0):.3f} at "
+                  f"{r.get('escalated_fraction', 0):.1%} escalated. A threshold can be set at run time "
+                  "(`sleepedge monitor --threshold`, CONFIG frame)."]
     lines += _robustness_lines(m)
     alone, dist = m.get("edge_alone_distil_stage"), m.get("edge_distilled_distil_stage")
     if alone and dist:
