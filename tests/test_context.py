@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
+from tests.qemu_helpers import stream_results
 from host_tools.learn import context as ctx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,8 +195,7 @@ def test_qemu_device_gives_sleepedge_predicts_labels_with_a_head(head_dir: Path,
     from host_tools.data.recordings import read_eeg
     from host_tools.deploy.predict import (ARTEFACT_STAGE, ContextHead, TflmModel, predict_recordings,
                                            reported_outputs)
-    from host_tools.device import protocol as P
-    from host_tools.device.emulator import DeviceSession, QemuDevice, build_firmware
+    from host_tools.device.emulator import build_firmware
 
     x = synthetic_eeg(N_QEMU_EPOCHS, seed=9)
     x[6 * C.EPOCH_SAMPLES:7 * C.EPOCH_SAMPLES] = 0.0  # a flat epoch: artefact, absent in the ring
@@ -206,11 +206,7 @@ def test_qemu_device_gives_sleepedge_predicts_labels_with_a_head(head_dir: Path,
     uv, _fs, _start, _name = read_eeg(psg, "Fpz-Cz")
     signal = to_device_samples(uv)
     elf = build_firmware(head_dir, tmp_path / "fw")
-    with QemuDevice(elf, timeout_s=240) as dev, DeviceSession(dev.url) as link:
-        link.wait_for(lambda m: isinstance(m, P.Hello), 30, what="HELLO")
-        link.stream_blocks(signal)
-        link.wait_for(lambda m: isinstance(m, P.Result) and m.epoch == N_QEMU_EPOCHS - 1, 180, what="last RESULT")
-        results = {r.epoch: r for r in link.of_type(P.Result)}
+    results = stream_results(elf, signal, N_QEMU_EPOCHS, result_timeout_s=180)
     assert sorted(results) == list(range(N_QEMU_EPOCHS))
     for k, row in enumerate(rows):
         r = results[k]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
+from tests.qemu_helpers import stream_results
 from tests.conftest import export_random_edge_model, have_arm_toolchain
 
 pytestmark = [
@@ -54,16 +55,11 @@ def model_dir(tmp_path_factory, signal_raw) -> Path:
 def test_device_with_input_norm_equals_predict(model_dir, signal_raw, tmp_path):
     from host_tools.data import filters, quality
     from host_tools.deploy.predict import TflmModel
-    from host_tools.device import protocol as P
-    from host_tools.device.emulator import DeviceSession, QemuDevice, build_firmware
+    from host_tools.device.emulator import build_firmware
 
     assert "#define SE_MODEL_INPUT_NORM 1" in (model_dir / "model_data.h").read_text()
     elf = build_firmware(model_dir, tmp_path / "build")
-    with QemuDevice(elf, timeout_s=240) as dev, DeviceSession(dev.url) as link:
-        link.wait_for(lambda m: isinstance(m, P.Hello), 30, what="HELLO")
-        link.stream_blocks(signal_raw)
-        link.wait_for(lambda m: isinstance(m, P.Result) and m.epoch == N_EPOCHS - 1, 120, what="last RESULT")
-        results = {r.epoch: r for r in link.of_type(P.Result)}
+    results = stream_results(elf, signal_raw, N_EPOCHS)
 
     tflm = TflmModel.load(model_dir)
     assert tflm.input_norm is not None
