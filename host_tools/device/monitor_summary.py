@@ -79,9 +79,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"final     vs expert: {acc('final')}",
         f"escalation rate: {'n/a' if rate is None else f'{100 * rate:.1f} %'}"
         + (f"; answered {esc.get('answered')}/{esc.get('escalations')} "
-           f"({esc.get('with_context', 0)} with the night's context), round trip median "
-           f"{esc.get('latency_ms_median') or float('nan'):.0f} ms, p95 {esc.get('latency_ms_p95') or float('nan'):.0f} ms"
-           if esc else ""),
+           f"({esc.get('with_context', 0)} with the night's context)" + _round_trip(esc) if esc else ""),
     ]
     if summary.get("gap_epochs"):
         lines.append(f"gap (device reset): {len(summary['gap_epochs'])} epochs")
@@ -106,3 +104,11 @@ def add_night_report(summary: dict[str, Any], rows: list[EpochRow], *, complete:
              else "Night report: no completed epochs")
     return format_report({**report, "complete": complete, "reason": reason}, title=title, origin=origin,
                          expert=expert)
+
+
+def _round_trip(esc: dict) -> str:
+    """", round trip median X ms, p95 Y ms" when answers were timed, nothing when none were."""
+    med, p95 = esc.get("latency_ms_median"), esc.get("latency_ms_p95")
+    if med is None:
+        return ""
+    return f", round trip median {med:.0f} ms, p95 {p95:.0f} ms"
