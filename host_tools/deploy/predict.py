@@ -32,6 +32,7 @@ import numpy as np
 
 from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
+from host_tools.learn.context import CONTEXT_TFLITE
 
 CSV_FIELDS: tuple[str, ...] = ("recording", "epoch", "onset_s", "stage", "confidence", "quality")
 #: The ``stage`` of an epoch the quality gate rejected (its reason is in ``quality``).
@@ -68,7 +69,7 @@ class TflmModel:
     @classmethod
     def load(cls, model: str | Path) -> "TflmModel":
         """Open ``model`` (file or folder) and check it is the int8 (3000 -> 5) edge model."""
-        from tflite_micro.python.tflite_micro import runtime
+        from host_tools.learn.tflm import open_interpreter
 
         path = resolve_tflite(model)
         data = path.read_bytes()
@@ -77,7 +78,7 @@ class TflmModel:
         try:
             # The arena only has to exceed the largest pair of activations; 10x the model (the
             # runtime's default) with a 256 KB floor is plenty for the edge CNN.
-            it = runtime.Interpreter.from_bytes(data, arena_size=max(10 * len(data), 256 * 1024))
+            it = open_interpreter(data, max(10 * len(data), 256 * 1024))
             i, o = it.get_input_details(0), it.get_output_details(0)
         except Exception as exc:  # noqa: BLE001 - TFLM raises RuntimeError / ValueError
             raise SleepEdgeError(f"{path}: TFLite Micro cannot load it ({type(exc).__name__}: {exc})") from exc
@@ -97,18 +98,15 @@ class TflmModel:
 
     def run_int8(self, q: np.ndarray) -> np.ndarray:
         """Raw int8 outputs (n, 5) for int8 inputs (n, 3000)."""
-        q = np.asarray(q, dtype=np.int8).reshape(-1, C.EPOCH_SAMPLES)
-        out = np.empty((len(q), C.N_CLASSES), dtype=np.int8)
-        for k, row in enumerate(q):
-            self.interpreter.set_input(row.reshape(self.input_shape), 0)
-            self.interpreter.invoke()
-            out[k] = np.asarray(self.interpreter.get_output(0)).reshape(-1)
-        return out
+        from host_tools.learn.tflm import run_rows
+
+        return run_rows(self.interpreter, np.asarray(q, dtype=np.int8).reshape(-1, C.EPOCH_SAMPLES))
 
     def dequantize(self, raw: np.ndarray) -> np.ndarray:
         """Raw int8 outputs (n, 5) -> float32 probabilities ``(q - zp) * scale``, as the device."""
-        return (np.asarray(raw, np.int32) - np.int32(self.output_zero_point)).astype(np.float32) \
-            * np.float32(self.output_scale)
+        from host_tools.learn.compress import dequantize
+
+        return dequantize(raw, self.output_scale, self.output_zero_point)
 
     def quantize(self, x_filt: np.ndarray) -> np.ndarray:
         """Filtered uV epochs (n, 3000) -> int8 model input, as the firmware quantizes.
@@ -141,9 +139,6 @@ class TflmModel:
         return self.quantize_plain(normalized_model_input(x_filt, classified))
 
 
-CONTEXT_FILE = "context.tflite"
-
-
 @dataclass
 class ContextHead:
     """The device's context head (``context.tflite`` next to the edge model) in TFLite Micro.
@@ -164,18 +159,17 @@ class ContextHead:
     @classmethod
     def find(cls, model: str | Path) -> "ContextHead | None":
         """The head next to the edge model ``model`` (file or folder), or None without one."""
-        path = resolve_tflite(model).parent / CONTEXT_FILE
+        path = resolve_tflite(model).parent / CONTEXT_TFLITE
         return cls.load(path) if path.is_file() else None
 
     @classmethod
     def load(cls, path: str | Path) -> "ContextHead":
-        from tflite_micro.python.tflite_micro import runtime
-
         from host_tools.learn.context import HISTORY_FEATURES
+        from host_tools.learn.tflm import open_interpreter
 
         path = Path(path)
         try:
-            it = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=64 * 1024)
+            it = open_interpreter(path.read_bytes(), 64 * 1024)
             i, o = it.get_input_details(0), it.get_output_details(0)
         except Exception as exc:  # noqa: BLE001 - TFLM raises RuntimeError / ValueError
             raise SleepEdgeError(f"{path}: TFLite Micro cannot load the context head ({type(exc).__name__}: {exc})") from exc
@@ -196,13 +190,9 @@ class ContextHead:
         hp, hm = history_windows(np.asarray(edge_raw, np.int8), epoch_index, self.length)
         q = quantize_features(history_features(hp, hm, edge_scale, edge_zero_point), self.input_scale,
                               self.input_zero_point)
-        out = np.empty((len(q), C.N_CLASSES), np.int8)
-        shape = tuple(int(v) for v in self.interpreter.get_input_details(0)["shape"])
-        for k, x in enumerate(q):
-            self.interpreter.set_input(x.reshape(shape), 0)
-            self.interpreter.invoke()
-            out[k] = np.asarray(self.interpreter.get_output(0)).reshape(-1)
-        return out
+        from host_tools.learn.tflm import run_rows
+
+        return run_rows(self.interpreter, q)
 
     def run_stream(self, edge_raw: np.ndarray, have: np.ndarray, edge_scale: float, edge_zero_point: int
                    ) -> np.ndarray:

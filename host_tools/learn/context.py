@@ -27,6 +27,9 @@ from host_tools import constants as C
 
 #: Feature per history entry: 5 dequantized probabilities + 1 "present" flag.
 HISTORY_FEATURES = C.N_CLASSES + 1
+#: The head and its metadata, next to the int8 edge model they were trained on.
+CONTEXT_TFLITE = "context.tflite"
+CONTEXT_META = "context.json"
 
 
 def history_windows(raw: np.ndarray, epoch_index: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,58 +162,28 @@ def quantize_features(feats: np.ndarray, scale: float, zero_point: int) -> np.nd
 
 def head_predict_int8(tflite: bytes, feats: np.ndarray) -> np.ndarray:
     """Raw int8 head outputs (n, 5) in TFLite Micro for float32 features (n, L, 6)."""
-    from tflite_micro.python.tflite_micro import runtime
+    from host_tools.learn import tflm
 
-    it = runtime.Interpreter.from_bytes(tflite, arena_size=64 * 1024)
-    i, o = it.get_input_details(0), it.get_output_details(0)
-    iq = i["quantization_parameters"]
-    q = quantize_features(feats, float(iq["scales"][0]), int(iq["zero_points"][0]))
-    out = np.empty((len(q), C.N_CLASSES), np.int8)
-    shape = tuple(int(v) for v in i["shape"])
-    for k, row in enumerate(q):
-        it.set_input(row.reshape(shape), 0)
-        it.invoke()
-        out[k] = np.asarray(it.get_output(0)).reshape(-1)
-    return out
-
-
-def output_quantization(tflite: bytes) -> tuple[float, int]:
-    """(scale, zero point) of the head's int8 output."""
-    from host_tools.learn.compress import io_quantization
-
-    oq = io_quantization(tflite)
-    return float(oq["output_scale"]), int(oq["output_zero_point"])
+    it = tflm.open_interpreter(tflite, 64 * 1024)
+    iq = it.get_input_details(0)["quantization_parameters"]
+    return tflm.run_rows(it, quantize_features(feats, float(iq["scales"][0]), int(iq["zero_points"][0])))
 
 
 # --- training from an edge model and a cache (`sleepedge train context`) ---------------------
-
-CONTEXT_TFLITE = "context.tflite"
-CONTEXT_META = "context.json"
 
 
 def edge_outputs_int8(tflite: bytes, cache: Path, night_ids: list[str]) -> dict[str, np.ndarray]:
     """Raw int8 edge outputs per night: TFLite Micro (the device's reference; ~4 ms per epoch,
     16x faster than the host TFLite interpreter's reference kernels) on the device's quantizer."""
-    from tflite_micro.python.tflite_micro import runtime
-
     from host_tools.data import prepare
     from host_tools.data.filters import quantize_model_input
+    from host_tools.learn import tflm
 
-    it = runtime.Interpreter.from_bytes(tflite, arena_size=max(10 * len(tflite), 256 * 1024))
-    i = it.get_input_details(0)
-    iq = i["quantization_parameters"]
-    shape = tuple(int(v) for v in i["shape"])
-    out: dict[str, np.ndarray] = {}
-    for nid in night_ids:
-        q = quantize_model_input(prepare.load_night(cache, nid)["x_filt"], float(iq["scales"][0]),
-                                 int(iq["zero_points"][0]))
-        raw = np.empty((len(q), C.N_CLASSES), np.int8)
-        for k, row in enumerate(q):
-            it.set_input(row.reshape(shape), 0)
-            it.invoke()
-            raw[k] = np.asarray(it.get_output(0)).reshape(-1)
-        out[nid] = raw
-    return out
+    it = tflm.open_interpreter(tflite, max(10 * len(tflite), 256 * 1024))
+    iq = it.get_input_details(0)["quantization_parameters"]
+    return {nid: tflm.run_rows(it, quantize_model_input(prepare.load_night(cache, nid)["x_filt"],
+                                                        float(iq["scales"][0]), int(iq["zero_points"][0])))
+            for nid in night_ids}
 
 
 def _windows(raw: dict[str, np.ndarray], cache: Path, nids: list[str], length: int
@@ -285,6 +258,9 @@ def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, o
     if not tfl_path.is_file():
         raise SleepEdgeError(f"{tfl_path}: no int8 edge model here")
     out = Path(out) if out is not None else tfl_path.parent
+    if not (Path(split_from) / models.META_FILE).is_file():
+        raise SleepEdgeError(f"{Path(split_from) / models.META_FILE}: missing (--split-from names a model folder "
+                             "whose model.json holds the subject split)")
     split = models.load_metadata(Path(split_from)).get("split") or {}
     if not split.get("train") or not split.get("test"):
         raise SleepEdgeError(f"{Path(split_from) / models.META_FILE}: no recorded train/test split to reuse")
@@ -293,6 +269,9 @@ def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, o
     s_o, zp_o = eq["output_scale"], eq["output_zero_point"]
     index = datasets.load_index_checked(cache)
     ids = {side: datasets.night_ids_for(index, list(split.get(side) or [])) for side in ("train", "val", "test")}
+    # Both caches are checked before any edge output is computed (minutes on 2 cores).
+    rcache = Path(randomized_cache) if randomized_cache is not None else None
+    rindex = datasets.load_index_checked(rcache) if rcache is not None else None
     t0 = time.time()
     if raw is None:
         raw = edge_outputs_int8(edge_bytes, cache, [n for v in ids.values() for n in v])
@@ -300,9 +279,7 @@ def train_context(edge: str | Path, cache: str | Path, split_from: str | Path, o
     tr, te = _windows(raw, cache, ids["train"], length), _windows(raw, cache, ids["test"], length)
     va = _windows(raw, cache, ids["val"], length) if ids["val"] else tr
     te_rand = None
-    if randomized_cache is not None:
-        rcache = Path(randomized_cache)
-        rindex = datasets.load_index_checked(rcache)
+    if rcache is not None:
         rids = {side: datasets.night_ids_for(rindex, list(split.get(side) or [])) for side in ("train", "val", "test")}
         rraw = edge_outputs_int8(edge_bytes, rcache, [n for v in rids.values() for n in v])
         tr = _join(tr, _windows(rraw, rcache, rids["train"], length))
