@@ -71,6 +71,13 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
+def recall(cm: np.ndarray | list[list[int]]) -> dict[str, float | None]:
+    """Per-stage recall from a confusion matrix (rows = truth); None for a stage absent in truth."""
+    m = np.asarray(cm, dtype=np.float64)
+    support = m.sum(axis=1)
+    return {s: (float(m[i, i] / support[i]) if support[i] > 0 else None) for i, s in enumerate(C.STAGES)}
+
+
 def _probs(p: np.ndarray, name: str) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != C.N_CLASSES:

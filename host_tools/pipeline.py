@@ -42,11 +42,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-import numpy as np
-
 from host_tools import REPO_ROOT
-from host_tools import constants as C
 from host_tools.errors import SleepEdgeError
+from host_tools.learn.context import CONTEXT_META
 
 #: Sub-folders of a Sleep-EDF download (``host_tools.data.fetch.STUDY_FOLDERS``).
 SC_FOLDER, ST_FOLDER = "sleep-cassette", "sleep-telemetry"
@@ -312,9 +310,8 @@ def stage_threshold(p: Paths, s: Settings) -> None:
     from host_tools.data import datasets, prepare
     from host_tools import evaluation
     from host_tools.cloud.model import load_context_model, night_cloud_probs
-    import numpy as np
-
     from host_tools.deploy.predict import ContextHead, TflmModel, reported_night_outputs
+    from host_tools.learn.compress import dequantize
 
     split = _split(p)
     subjects = split.get("val") or split["train"]
@@ -326,7 +323,7 @@ def stage_threshold(p: Paths, s: Settings) -> None:
     # What the device reports (the context head's outputs when train/compress/ has one).
     raw, scale, zp = reported_night_outputs(tflm, ContextHead.find(p.train / "compress"),
                                             tflm.run_int8(tflm.quantize(x)), nights, epoch_numbers)
-    p_edge = (raw.astype(np.int32) - np.int32(zp)).astype(np.float32) * np.float32(scale)
+    p_edge = dequantize(raw, scale, zp)
     p_cloud = night_cloud_probs(load_context_model(p.train / "cloud"), x, raw, nights, epoch_numbers)
     curve = evaluation.escalation_curve(y, p_edge, p_cloud)
     cap = s.max_escalated * (1.0 - s.escalation_headroom)
@@ -528,8 +525,9 @@ def _robustness_lines(m: dict[str, Any]) -> list[str]:
 
 def real_summary(scores: dict[str, Any]) -> dict[str, Any]:
     """acc / macro-F1 / kappa and the recall of each stage present, from a bench-real score."""
-    conf = np.asarray(scores["confusion"])
-    recall = {st: round(float(conf[i, i] / conf[i].sum()), 4) for i, st in enumerate(C.STAGES) if conf[i].sum()}
+    from host_tools.evaluation import recall as stage_recall
+
+    recall = {st: round(v, 4) for st, v in stage_recall(scores["confusion"]).items() if v is not None}
     return {k: round(float(scores[k]), 4) for k in ("acc", "mf1", "kappa")} | {"n": int(scores["n"]), "recall": recall}
 
 
@@ -768,7 +766,7 @@ def plan(p: Paths, s: Settings, command: str) -> list[tuple[str, Path, Callable[
         *([("transfer", p.train / "transfer" / "transfer.json", lambda: stage_transfer(p, s))] if st else []),
         ("distil", p.train / "edge" / "model.json", lambda: stage_distil(p, s)),
         ("compress", p.train / "compress" / "compress.json", lambda: stage_compress(p, s)),
-        ("context", p.train / "compress" / "context.json", lambda: stage_context(p, s)),
+        ("context", p.train / "compress" / CONTEXT_META, lambda: stage_context(p, s)),
         ("cloud", p.train / "cloud" / "model.json", lambda: stage_cloud(p, s)),
         ("threshold", p.train / "threshold.json", lambda: stage_threshold(p, s)),
         ("export", p.models / "source" / "model.json", lambda: stage_export(p, s)),

@@ -178,6 +178,7 @@ class EdgeOutputs:
     raw: np.ndarray  #: int8 outputs (N, 5)
     stages: np.ndarray  #: argmax as the device decides it
     probs: np.ndarray  #: dequantized outputs
+    edge_only_stages: np.ndarray  #: the edge model's own argmax (``stages`` unless a context head answers)
 
 
 def load_held_out(cache: Path, models_dir: Path, test_subjects: list[str] | None) -> HeldOut:
@@ -227,14 +228,16 @@ def run_edge_int8(edge_dir: Path, x: np.ndarray, nights: np.ndarray | None = Non
     ``edge_dir`` (and the epochs' nights and epoch numbers given) what the device reports is the
     head's output over each night's last epochs."""
     from host_tools.deploy.predict import ContextHead, TflmModel, decide, reported_night_outputs
+    from host_tools.learn.compress import dequantize
 
     tflm = TflmModel.load(edge_dir)
-    raw = tflm.run_int8(tflm.quantize(x))
+    edge_raw = tflm.run_int8(tflm.quantize(x))
     head = ContextHead.find(edge_dir) if nights is not None and epoch_index is not None else None
-    raw, scale, zp = reported_night_outputs(tflm, head, raw, nights, epoch_index)
+    raw, scale, zp = reported_night_outputs(tflm, head, edge_raw, nights, epoch_index)
     stages, _conf = decide(raw, scale, zp)
-    probs = (np.asarray(raw, np.int32) - np.int32(zp)).astype(np.float32) * np.float32(scale)
-    return EdgeOutputs(raw, stages, probs)
+    probs = dequantize(raw, scale, zp)
+    edge_only = stages if head is None else decide(edge_raw, tflm.output_scale, tflm.output_zero_point)[0]
+    return EdgeOutputs(raw, stages, probs, edge_only)
 
 
 def score_hybrid(report: dict[str, Any], held: HeldOut, edge: EdgeOutputs, p_cloud: np.ndarray, *,
@@ -357,8 +360,8 @@ def bench_accuracy(
             elif name == "edge int8":
                 edge = run_edge_int8(edge_dir, held.x, held.nights, prepare.load_epoch_numbers(cache, held.night_ids))
                 record("edge_int8", edge.stages)
-                if (edge_dir / "context.tflite").is_file():  # the device's own answer without the head
-                    record("edge_int8_no_context", run_edge_int8(edge_dir, held.x).stages)
+                if edge.edge_only_stages is not edge.stages:  # the device's own answer without the head
+                    record("edge_int8_no_context", edge.edge_only_stages)
             elif name == "cloud":
                 # What the cloud answers an escalation with the night's edge history.
                 from host_tools.cloud.model import night_cloud_probs

@@ -255,13 +255,6 @@ def test_sets(caches: dict[str, Path], split: dict[str, list[str]], people: list
 # fine-tuning and scoring
 # --------------------------------------------------------------------------------------------
 
-def recall(cm: list[list[int]]) -> dict[str, float | None]:
-    """Per-stage recall from a confusion matrix (rows = truth); None for a stage absent in truth."""
-    m = np.asarray(cm, dtype=np.float64)
-    support = m.sum(axis=1)
-    return {s: (float(m[i, i] / support[i]) if support[i] > 0 else None) for i, s in enumerate(C.STAGES)}
-
-
 def score_set(model: Any, ts: TestSet) -> dict[str, Any]:
     """Pooled scores (acc, macro-F1, kappa, per-stage F1 and recall, N3 recall, confusion), and
     per group (person) accuracy and kappa when there are several."""
@@ -271,7 +264,7 @@ def score_set(model: Any, ts: TestSet) -> dict[str, Any]:
     pred = {g: predict_proba(model, x).argmax(1) for g, x in ts.x.items()}
     y = np.concatenate([ts.y[g] for g in ts.x])
     s = evaluation.scores(y, np.concatenate([pred[g] for g in ts.x]))
-    rec = recall(s["confusion"])
+    rec = evaluation.recall(s["confusion"])
     out = {k: s[k] for k in ("n", "acc", "mf1", "kappa", "f1")} | {"recall": rec, "n3_recall": rec["N3"],
                                                                   "confusion": s["confusion"]}
     if len(ts.x) > 1:

@@ -100,12 +100,17 @@ def load_dreams(folder: Path = DREAMS_DIR) -> list[Person]:
     return [read_person(Path(folder), k) for k in DREAMS_EXCERPTS]
 
 
-def device_epochs(person: Person) -> np.ndarray:
-    """Filtered epochs (n, 3000) float32 as the device forms them: int16 transport, causal
-    Butterworth from the first sample, 30-s cuts from the start."""
+def stream_epochs(person: Person) -> np.ndarray:
+    """Every filtered epoch (n, 3000) float32 of the excerpt as the device forms them: int16
+    transport, causal Butterworth from the first sample, 30-s cuts from the start."""
     from host_tools.data import filters
 
-    return filters.filter_device(person.signal_uv).reshape(-1, C.EPOCH_SAMPLES)[person.epochs]
+    return filters.filter_device(person.signal_uv).reshape(-1, C.EPOCH_SAMPLES)
+
+
+def device_epochs(person: Person) -> np.ndarray:
+    """The scored epochs of :func:`stream_epochs`."""
+    return stream_epochs(person)[person.epochs]
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,10 +128,7 @@ def edge_zero_shot(edge_dir: Path, people: list[Person], context: bool = True) -
     for p in people:
         # The device classifies every epoch of the stream (scored or not) and keeps them all in
         # its rings (context head, running normalization): run the whole excerpt, keep the scored.
-        from host_tools.data import filters
-
-        x = filters.filter_device(p.signal_uv).reshape(-1, C.EPOCH_SAMPLES)
-        raw = tflm.run_int8(tflm.quantize_stream(x))
+        raw = tflm.run_int8(tflm.quantize_stream(stream_epochs(p)))
         if head is None:
             out[p.name] = decide(raw, tflm.output_scale, tflm.output_zero_point)[0][p.epochs]
             continue
@@ -327,7 +329,9 @@ def bench_real(models_dir: Path, out: Path, *, dreams: Path = DREAMS_DIR, with_y
     skipped: dict[str, str] = {}
     say("edge int8 (zero-shot) ...")
     preds["edge_int8"] = edge_zero_shot(edge_dir, people)
-    if (edge_dir / "context.tflite").is_file():  # the head's effect on real EEG, side by side
+    from host_tools.deploy.predict import ContextHead
+
+    if ContextHead.find(edge_dir) is not None:  # the head's effect on real EEG, side by side
         preds["edge_int8_no_context"] = edge_zero_shot(edge_dir, people, context=False)
     if with_yasa:
         say("YASA ...")

@@ -16,6 +16,7 @@ from pathlib import Path
 from host_tools import constants as C
 from host_tools.deploy.codegen import c_float
 from host_tools.errors import SleepEdgeError
+from host_tools.learn.context import HISTORY_FEATURES
 from host_tools.learn.models import model_hash_u32
 from host_tools.deploy.plan import Plan, build_plan, plan_to_c
 
@@ -108,10 +109,10 @@ def context_plan(path: Path) -> tuple[bytes, Plan]:
     except OSError as exc:
         raise SleepEdgeError(f"{path}: cannot read the context head ({exc.strerror})") from None
     plan = build_plan(data, str(path))
-    want = C.CONTEXT_EPOCHS * (C.N_CLASSES + 1)
+    want = C.CONTEXT_EPOCHS * HISTORY_FEATURES
     if plan.input.size != want or plan.output.size != C.N_CLASSES:
         raise SleepEdgeError(f"{path}: context head takes {plan.input.size} values and gives {plan.output.size}; "
-                             f"the firmware feeds {want} (CONTEXT_EPOCHS={C.CONTEXT_EPOCHS} x {C.N_CLASSES + 1}) "
+                             f"the firmware feeds {want} (CONTEXT_EPOCHS={C.CONTEXT_EPOCHS} x {HISTORY_FEATURES}) "
                              f"and reads {C.N_CLASSES}")
     return data, plan
 

@@ -26,6 +26,7 @@ import numpy as np
 from host_tools import constants as C
 from host_tools import shown_path
 from host_tools.errors import SleepEdgeError
+from host_tools.learn.context import CONTEXT_META, CONTEXT_TFLITE
 
 REFERENCE_FILE = "reference_vectors.npz"
 #: Reference vectors saved for the firmware tests (a few, kept small in git).
@@ -59,7 +60,7 @@ def check_epochs(cache: Path | None, n: int, seed: int = 0) -> tuple[np.ndarray,
     return y, "filtered Gaussian noise (no cache given)"
 
 
-CONTEXT_FILES: tuple[str, str] = ("context.tflite", "context.json")
+CONTEXT_FILES: tuple[str, str] = (CONTEXT_TFLITE, CONTEXT_META)
 
 
 def _copy_context(src: Path, out: Path) -> Path | None:
