@@ -217,12 +217,18 @@ static void add_pending(se_app_t *app, uint32_t epoch, uint8_t stage)
 
 /* --- epochs ----------------------------------------------------------------------------- */
 
-static void close_epoch_without_label(se_app_t *app, uint32_t epoch, uint8_t flags)
+/* RESULT with no stage (flags say why) and FINAL "incomplete". */
+static void report_without_label(se_app_t *app, uint32_t epoch, uint8_t flags)
 {
     static const int8_t zeros[SE_N_CLASSES] = {0};
-    se_context_push(&app->ctx, epoch, NULL); /* no edge output: absent in the context */
     send_result(app, epoch, SE_STAGE_UNKNOWN, false, flags, zeros, 0.0f);
     send_final(app, epoch, SE_STAGE_UNKNOWN, SE_SOURCE_INCOMPLETE);
+}
+
+static void close_epoch_without_label(se_app_t *app, uint32_t epoch, uint8_t flags)
+{
+    se_context_push(&app->ctx, epoch, NULL); /* no edge output: absent in the context */
+    report_without_label(app, epoch, flags);
 }
 
 /* A bad-signal epoch: no inference, no escalation, the verdict in RESULT flags bits 2-4. */
@@ -267,9 +273,7 @@ static void classify(se_app_t *app, uint32_t epoch)
         app->st.infer_cycles_last_epoch = cycles(app) - t0;
         if (hrc != 0) {
             send_error(app, SE_ERR_MODEL, (uint32_t)hrc);
-            static const int8_t zeros[SE_N_CLASSES] = {0};
-            send_result(app, epoch, SE_STAGE_UNKNOWN, false, SE_RESULT_FLAG_MODEL_ERROR, zeros, 0.0f);
-            send_final(app, epoch, SE_STAGE_UNKNOWN, SE_SOURCE_INCOMPLETE);
+            report_without_label(app, epoch, SE_RESULT_FLAG_MODEL_ERROR); /* edge output already in the ring */
             return;
         }
         out_scale = app->ctx_out_scale;

@@ -6,7 +6,6 @@
 
 #include "se_quant.h"
 
-#include <math.h>
 #include <string.h>
 
 #define L SE_CONTEXT_EPOCHS
