@@ -173,6 +173,32 @@ def test_train_context_writes_head_and_scores(tiny_cache: Path, tmp_path: Path) 
     assert meta["test"]["n"] > 0 and 0.0 <= meta["test"]["with_head_int8"]["acc"] <= 1.0
 
 
+
+def test_train_context_bad_inputs_are_one_line_errors(tiny_cache: Path, tmp_path: Path, capsys) -> None:
+    """A --split-from folder without model.json, and a --randomized-cache that is not a prepared
+    cache, are named in one line (exit 2) before any edge output is computed; nothing is written."""
+    from host_tools.cli import main
+    from host_tools.data import prepare
+
+    subjects = sorted({n["subject"] for n in prepare.load_index(tiny_cache)["nights"]})
+    edge = tmp_path / "edge"
+    edge.mkdir()
+    shutil.copyfile(SHIPPED_EDGE, edge / "model.tflite")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "context", "--edge", str(edge), "--cache", str(tiny_cache), "--split-from", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty / 'model.json'}: missing" in err and "Traceback" not in err
+    split_dir = tmp_path / "split"
+    split_dir.mkdir()
+    (split_dir / "model.json").write_text(json.dumps({"split": {"train": subjects[:2], "val": [], "test": subjects[2:]}}))
+    assert main(["train", "context", "--edge", str(edge), "--cache", str(tiny_cache), "--split-from", str(split_dir),
+                 "--randomized-cache", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nope'}: not a prepare" in err and err.count("\n") == 1
+    assert sorted(p.name for p in edge.iterdir()) == ["model.tflite"]
+
+
 N_QEMU_EPOCHS = 14
 
 
