@@ -191,3 +191,29 @@ def test_soup_averages_the_tails_of_runs_with_consecutive_seeds() -> None:
     assert np.array_equal(soup.get_layer("conv6").get_weights()[0], ref.get_layer("conv6").get_weights()[0])
     with pytest.raises(SleepEdgeError, match="soup must be >= 1"):
         A.Strategy("bad", "head", 1e-3, 1, soup=0)
+
+
+def test_shifted_copies_are_windows_of_the_same_stream_and_never_cross_recordings() -> None:
+    """A window shifted by t seconds is the stream's slice t seconds later (earlier), taken only
+    from the epoch's own recording; an epoch without that neighbour stays as it is."""
+    rng = np.random.default_rng(3)
+    stream = {r: rng.normal(0, 10, 4 * C.EPOCH_SAMPLES).astype(np.float32) for r in ("a", "b")}
+    # Recording "a" has epochs 0, 1, 3 (2 unscored); "b" has 0, 1; rows interleaved on purpose.
+    rows = [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 3)]
+    x = np.stack([stream[r][e * C.EPOCH_SAMPLES:(e + 1) * C.EPOCH_SAMPLES] for r, e in rows])
+    near = A.neighbours(np.array([r for r, _ in rows]), np.array([e for _, e in rows]))
+    assert near[0].tolist() == [-1, -1, 0, 1, -1] and near[1].tolist() == [2, 3, -1, -1, -1]
+    k = 5 * C.FS_HZ
+    later, earlier = A.shifted(x, near, 5), A.shifted(x, near, -5)
+    assert np.array_equal(later[0], stream["a"][k:k + C.EPOCH_SAMPLES])  # a0 -> a0/a1
+    assert np.array_equal(earlier[3], stream["b"][C.EPOCH_SAMPLES - k:2 * C.EPOCH_SAMPLES - k])  # b1 <- b0
+    # a1 has no scored a2; a3 has neither a2 nor a4: kept as they are.
+    assert np.array_equal(later[2], x[2]) and np.array_equal(later[4], x[4]) and np.array_equal(earlier[4], x[4])
+    assert np.array_equal(earlier[2], stream["a"][C.EPOCH_SAMPLES - k:2 * C.EPOCH_SAMPLES - k])
+    s = A.Strategy("shift-aug", "top3", 1e-3, 1, augment=True, shift=True)
+    copies = A.augment(x, s, near)
+    assert A.n_copies(s) == len(A.AUG_GAINS) * (1 + len(A.AUG_SHIFTS_S)) and len(copies) == A.n_copies(s) * len(x)
+    rows_of_b = A.aug_rows(np.array([1, 3]), len(x), A.n_copies(s))
+    assert len(rows_of_b) == 2 * A.n_copies(s)
+    with pytest.raises(SleepEdgeError, match="neighbours"):
+        A.augment(x, s)

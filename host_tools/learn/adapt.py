@@ -43,6 +43,10 @@ EDGE_TAILS: dict[str, str | None] = {"head": "logits", "top1": "conv6", "top3": 
 #: Amplitude gains of the augmented copies (another montage or amplifier changes the amplitude;
 #: the device cannot rescale a recording, so the model learns to tolerate it).
 AUG_GAINS: tuple[float, ...] = (0.7, 1.0, 1.4)
+#: Time shifts (seconds) of the shifted copies. The expert's 30-s grid is arbitrary for the
+#: signal: a window a few seconds off it, cut from the same filtered stream, is a new view of the
+#: same stage (shifts under 15 s keep most of the window in the labelled epoch).
+AUG_SHIFTS_S: tuple[int, ...] = (-10, -5, 5, 10)
 #: Source CNN tails: ``probs`` = last dense layer only, ``fc`` = both dense layers.
 SOURCE_TAILS: dict[str, str | None] = {"none": None, "probs": "probs", "fc": "fc"}
 
@@ -197,6 +201,7 @@ class Strategy:
     alpha: float = 0.5
     adabn: bool = False  #: re-estimate BatchNorm statistics on the user's data first (AdaBN)
     augment: bool = False  #: train on copies of each epoch at the gains :data:`AUG_GAINS`
+    shift: bool = False  #: ... and on windows shifted by :data:`AUG_SHIFTS_S` along the recording
     soup: int = 1  #: the tail trained with this many seeds from the same start, weights averaged
 
     def __post_init__(self) -> None:
@@ -221,6 +226,8 @@ def default_strategies(budget: float = 1.0) -> list[Strategy]:
         Strategy("top3-distil", "top3", 5e-4, p(25), distil=True),
         Strategy("top3-aug", "top3", 5e-4, p(15), augment=True),
         Strategy("top3-aug-soup", "top3", 1e-3, p(15), augment=True, soup=3),
+        # 15 copies of each epoch (5 windows x 3 gains): 4 passes see each epoch 60 times.
+        Strategy("top3-shift-aug-soup", "top3", 1e-3, p(4), augment=True, shift=True, soup=3),
         Strategy("all", "all", 3e-4, p(15)),
         Strategy("adabn-top3", "top3", 5e-4, p(25), adabn=True),
     ]
@@ -309,14 +316,53 @@ def edge_input(x: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(x, np.float32), -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)
 
 
-def augment(x: np.ndarray) -> np.ndarray:
-    """Filtered epochs at every gain of :data:`AUG_GAINS` (gain-major: copy g is rows g*n..)."""
-    return np.concatenate([np.asarray(x, np.float32) * np.float32(g) for g in AUG_GAINS])
+def neighbours(recording: np.ndarray, epoch_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of the previous and of the next epoch of the same recording, per row (-1: none)."""
+    keys = list(zip(np.asarray(recording).tolist(), np.asarray(epoch_index, np.int64).tolist()))
+    row = {k: i for i, k in enumerate(keys)}
+    prev = np.array([row.get((r, e - 1), -1) for r, e in keys], dtype=np.int64)
+    nxt = np.array([row.get((r, e + 1), -1) for r, e in keys], dtype=np.int64)
+    return prev, nxt
 
 
-def aug_rows(idx: np.ndarray, n: int) -> np.ndarray:
+def shifted(x: np.ndarray, near: tuple[np.ndarray, np.ndarray], shift_s: float) -> np.ndarray:
+    """Each epoch's window moved by ``shift_s`` seconds along its recording (the part beyond the
+    epoch taken from the neighbour); an epoch without that neighbour is kept as it is."""
+    x = np.asarray(x, np.float32)
+    k = int(round(abs(shift_s) * C.FS_HZ))
+    prev, nxt = near
+    out = x.copy()
+    if k == 0:
+        return out
+    if shift_s > 0:
+        ok = np.flatnonzero(nxt >= 0)
+        out[ok] = np.concatenate([x[ok, k:], x[nxt[ok], :k]], axis=1)
+    else:
+        ok = np.flatnonzero(prev >= 0)
+        out[ok] = np.concatenate([x[prev[ok], -k:], x[ok, :-k]], axis=1)
+    return out
+
+
+def n_copies(s: "Strategy") -> int:
+    """Training copies per epoch of a strategy (1: the epochs as they are)."""
+    return (len(AUG_GAINS) if s.augment else 1) * (1 + len(AUG_SHIFTS_S) if s.shift else 1)
+
+
+def augment(x: np.ndarray, s: "Strategy", near: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Every training copy of the filtered epochs for ``s``: the shifted views (``s.shift``; ``near``
+    from :func:`neighbours`) at every gain of :data:`AUG_GAINS` (``s.augment``), copy-major (copy
+    c is rows c*n..)."""
+    x = np.asarray(x, np.float32)
+    if s.shift and near is None:
+        raise SleepEdgeError(f"strategy {s.name}: shifted copies need each epoch's neighbours")
+    views = [x] + ([shifted(x, near, t) for t in AUG_SHIFTS_S] if s.shift else [])
+    gains = AUG_GAINS if s.augment else (1.0,)
+    return np.concatenate([v * np.float32(g) for g in gains for v in views])
+
+
+def aug_rows(idx: np.ndarray, n: int, copies: int) -> np.ndarray:
     """Rows of :func:`augment`'s output that are copies of rows ``idx`` of an n-row input."""
-    return np.concatenate([np.asarray(idx) + g * n for g in range(len(AUG_GAINS))])
+    return np.concatenate([np.asarray(idx) + c * n for c in range(copies)])
 
 
 def _weights(y: np.ndarray, on: bool) -> np.ndarray | None:
@@ -358,9 +404,11 @@ def fit_source(base_source: str | Path, s: SourceStrategy, x: np.ndarray, y: np.
 
 
 def fit_edge(base_edge: str | Path, s: Strategy, x: np.ndarray, y: np.ndarray, *, teacher_probs: np.ndarray | None = None,
-             seed: int = 0, batch: int = 32, feats: np.ndarray | None = None) -> Any:
+             seed: int = 0, batch: int = 32, feats: np.ndarray | None = None,
+             near: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """A fresh copy of the base float edge CNN adapted with ``s`` on (x, y); ``x`` is filtered uV
-    (clipped here). ``feats``: precomputed trunk features of ``x`` for this strategy's cut."""
+    (clipped here). ``feats``: precomputed trunk features of ``x``'s training copies for this
+    strategy's cut; ``near``: :func:`neighbours` of ``x``'s rows (for shifted copies)."""
     from host_tools.learn import models as M
     from host_tools.learn.distil import distillation_loss, soften
 
@@ -370,11 +418,12 @@ def fit_edge(base_edge: str | Path, s: Strategy, x: np.ndarray, y: np.ndarray, *
         feats = None  # the trunk changed: features of the base model do not apply
     trunk, tail = split_model(model, EDGE_TAILS[s.train])
     _set_trainable(model, tail, s.train)
-    if s.augment:
-        y = np.tile(y, len(AUG_GAINS))
-        teacher_probs = None if teacher_probs is None else np.tile(teacher_probs, (len(AUG_GAINS), 1))
+    copies = n_copies(s)
+    if copies > 1:
+        y = np.tile(y, copies)
+        teacher_probs = None if teacher_probs is None else np.tile(teacher_probs, (copies, 1))
     if feats is None:
-        feats = trunk_features(trunk, edge_input(augment(x) if s.augment else x))
+        feats = trunk_features(trunk, edge_input(augment(x, s, near) if copies > 1 else x))
     w = _weights(y, s.class_weights)
     if s.distil:
         if teacher_probs is None:
@@ -517,21 +566,25 @@ def choose(
     edge0 = M.load_keras_model(edge_path)
     xe = edge_input(rec.x)
     base_edge_p = M.predict_proba(edge0, xe)
+    near = neighbours(rec.recording, rec.epoch_index)
     feats = {}
     for s in strategies:
-        key = (EDGE_TAILS[s.train], s.augment)
+        key = (EDGE_TAILS[s.train], s.augment, s.shift)
         if key not in feats and not s.adabn:
-            feats[key] = trunk_features(split_model(edge0, key[0])[0], edge_input(augment(rec.x)) if s.augment else xe)
+            feats[key] = trunk_features(split_model(edge0, key[0])[0],
+                                        edge_input(augment(rec.x, s, near)) if n_copies(s) > 1 else xe)
     n = len(rec.y)
     edge_scores, edge_probs = {}, {}
     for s in strategies:
         held = np.zeros((len(rec.y), C.N_CLASSES), np.float32)
-        f = feats.get((EDGE_TAILS[s.train], s.augment))
+        f = feats.get((EDGE_TAILS[s.train], s.augment, s.shift))
         for person, tr, te in folds:
-            f_tr = None if f is None else f[aug_rows(tr, n) if s.augment else tr]
+            # Shifted copies of a training epoch borrow only from its own recording, never
+            # from the held-out person's.
+            f_tr = None if f is None else f[aug_rows(tr, n, n_copies(s))]
             model = fit_edge(edge_path, s, rec.x[tr], rec.y[tr], teacher_probs=teacher.get(person),
-                             seed=seed, feats=f_tr)
-            if s.adabn or s.augment:
+                             seed=seed, feats=f_tr, near=neighbours(rec.recording[tr], rec.epoch_index[tr]))
+            if s.adabn or n_copies(s) > 1:
                 held[te] = _predict(model, xe[te][..., None])
             else:
                 _, tail = split_model(model, EDGE_TAILS[s.train])
@@ -557,7 +610,8 @@ def fit_final(base: str | Path, rec: Recordings, choice: LopoResult, *, seed: in
     x, y = rec.x[idx], rec.y[idx]
     src = fit_source(base / "source" / M.MODEL_FILE, choice.source_choice, x, y, seed=seed)
     teacher = M.predict_proba(src, x) if choice.edge_choice.distil else None
-    edge = fit_edge(base / "edge" / "float.keras", choice.edge_choice, x, y, teacher_probs=teacher, seed=seed)
+    edge = fit_edge(base / "edge" / "float.keras", choice.edge_choice, x, y, teacher_probs=teacher, seed=seed,
+                    near=neighbours(rec.recording[idx], rec.epoch_index[idx]))
     for m in (edge, src):
         for layer in m.layers:
             layer.trainable = True
