@@ -129,8 +129,14 @@ def test_lopo_choice_prefers_the_strategy_that_learns_and_scores_held_out_people
     # With every label of P2 flipped to one P0/P1 never use for that signal, P2 scores ~0.
     odd = _recordings(labels=(0, 3, 2))
     odd.y[odd.person == "P2"] = np.where(odd.y[odd.person == "P2"] == 3, 1, odd.y[odd.person == "P2"])
-    r2 = A.choose(REPO / "models", odd, strategies=[learns], source_strategies=[A.SourceStrategy("none", "none", 0.0, 0)])
+    # The same with shifted copies: they borrow only from the training people's recordings.
+    shifts = A.Strategy("learns-shift", "head", 1e-2, 10, shift=True)
+    r2 = A.choose(REPO / "models", odd, strategies=[learns, shifts],
+                  source_strategies=[A.SourceStrategy("none", "none", 0.0, 0)])
     assert r2.edge["learns"]["per_person"]["P2"]["acc"] < 0.75
+    assert r2.edge["learns-shift"]["per_person"]["P2"]["acc"] < 0.75
+    # ... and they learn: kinds 0 and 2 keep one label across P1/P2 (2/3 of P0's epochs).
+    assert r2.edge["learns-shift"]["per_person"]["P0"]["acc"] > 0.6
 
 
 def test_adabn_sets_batchnorm_statistics_to_the_data_and_keeps_weights() -> None:
