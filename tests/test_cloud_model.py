@@ -85,6 +85,26 @@ def test_context_model_uses_only_histories_from_its_edge_model(context_model) ->
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
 
 
+def test_a_head_trained_on_context_outputs_takes_only_histories_of_that_edge_and_head(context_model) -> None:
+    """With a device context head, HELLO's hash is the edge model's XOR the head's: a device
+    reporting plain edge outputs (same edge model, no head, e.g. the TFLM backend) or another
+    head is not read as the history the cloud head learnt."""
+    from dataclasses import replace
+
+    from host_tools.learn.models import reported_hash_u32
+
+    head_sha = "89abcdef" + "1" * 56
+    with_head = replace(context_model, edge=CM.EdgeModelId(EDGE_SHA, OUT_SCALE, OUT_ZP, head_sha))
+    assert with_head.edge.hash_u32 == 0x0123ABCD ^ 0x89ABCDEF == reported_hash_u32(EDGE_SHA, head_sha)
+    assert reported_hash_u32(EDGE_SHA) == reported_hash_u32(EDGE_SHA, None) == 0x0123ABCD
+    hist = np.zeros((2, C.N_CLASSES), np.int8)
+    ok = np.array([True, True])
+    rows = [CM.EdgeHistory(0x0123ABCD ^ 0x89ABCDEF, hist, ok), CM.EdgeHistory(0x0123ABCD, hist, ok),
+            CM.EdgeHistory(0x0123ABCD ^ 0x0BADF00D, hist, ok)]
+    _, used = with_head.predict_with_history(_x(3), rows)
+    assert used.tolist() == [True, False, False]
+
+
 def test_night_cloud_probs_equals_escalating_every_epoch(context_model) -> None:
     """The benchmark's shortcut (one pass per night) equals what the service answers epoch by epoch."""
     x = _x(6)
@@ -162,6 +182,13 @@ def test_load_round_trip_and_errors(tmp_path, context_model) -> None:
     loaded = CM.load_cloud(out)
     assert isinstance(loaded, CM.ContextCloudModel) and loaded.history_length == 4
     assert loaded.edge.hash_u32 == 0x0123ABCD and loaded.name.startswith("cloud_context@")
+    # Trained on a device head's outputs: the metadata names the head, the hash follows.
+    meta = json.loads((out / CM.META_FILE).read_text())
+    meta["edge_model"]["context_head_sha256"] = "89abcdef" + "1" * 56
+    (out / CM.META_FILE).write_text(json.dumps(meta))
+    assert CM.load_cloud(out).edge.hash_u32 == 0x0123ABCD ^ 0x89ABCDEF
+    del meta["edge_model"]["context_head_sha256"]
+    (out / CM.META_FILE).write_text(json.dumps(meta))
     x = _x(2)
     np.testing.assert_allclose(loaded.predict_proba(x), context_model.predict_proba(x), rtol=1e-5)
     # A plain source folder loads as the one-epoch model.

@@ -232,8 +232,14 @@ def test_qemu_device_gives_sleepedge_predicts_labels_with_a_head(head_dir: Path,
     uv, _fs, _start, _name = read_eeg(psg, "Fpz-Cz")
     signal = to_device_samples(uv)
     elf = build_firmware(head_dir, tmp_path / "fw")
-    results = stream_results(elf, signal, N_QEMU_EPOCHS, result_timeout_s=180)
+    hello: list = []
+    results = stream_results(elf, signal, N_QEMU_EPOCHS, result_timeout_s=180, hello=hello)
     assert sorted(results) == list(range(N_QEMU_EPOCHS))
+    # HELLO names the edge model and the head whose outputs the device reports.
+    from host_tools.learn.models import model_hash_u32, reported_hash_u32, sha256_file
+
+    edge_sha, head_sha = sha256_file(head_dir / "model.tflite"), sha256_file(head_dir / "context.tflite")
+    assert hello[0].model_hash == reported_hash_u32(edge_sha, head_sha) != model_hash_u32(edge_sha)
     for k, row in enumerate(rows):
         r = results[k]
         if row["stage"] == ARTEFACT_STAGE:

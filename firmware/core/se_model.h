@@ -34,7 +34,9 @@ int se_model_init(void);
  */
 int se_model_run(const int8_t *input, int8_t *output);
 
-/** 32-bit identifier of the model weights (SE_MODEL_HASH_U32), reported in HELLO. */
+/** 32-bit identifier of what the device reports, sent in HELLO: SE_MODEL_HASH_U32, XORed with
+ * SE_CONTEXT_HASH_U32 when the implementation runs a context head (its outputs are then the
+ * head's). */
 uint32_t se_model_hash(void);
 
 /** Input quantization: real = (q - zero_point) * scale. */

@@ -63,7 +63,12 @@ int se_model_run(const int8_t *input, int8_t *output)
 
 uint32_t se_model_hash(void)
 {
+#if SE_CONTEXT_ENABLED
+    /* The device reports the head's outputs: HELLO names both (host: reported_hash_u32). */
+    return SE_MODEL_HASH_U32 ^ SE_CONTEXT_HASH_U32;
+#else
     return SE_MODEL_HASH_U32;
+#endif
 }
 
 float se_model_input_scale(void)

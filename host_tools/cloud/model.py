@@ -125,13 +125,15 @@ class EdgeModelId:
     sha256: str
     output_scale: float
     output_zero_point: int
+    #: The device's context head whose outputs the history holds (None: the edge model's own).
+    context_sha256: str | None = None
 
     @property
     def hash_u32(self) -> int:
-        """As the device reports it in HELLO (``SE_MODEL_HASH_U32``)."""
-        from host_tools.learn.models import model_hash_u32
+        """As the device reports it in HELLO (edge model, and context head if any)."""
+        from host_tools.learn.models import reported_hash_u32
 
-        return model_hash_u32(self.sha256)
+        return reported_hash_u32(self.sha256, self.context_sha256)
 
 
 @dataclass
@@ -215,7 +217,8 @@ def load_context_model(model_dir: str | Path) -> ContextCloudModel:
     try:
         enc_dir = (model_dir / meta["encoder"]).resolve()
         edge = EdgeModelId(str(meta["edge_model"]["sha256"]), float(meta["edge_model"]["output_scale"]),
-                           int(meta["edge_model"]["output_zero_point"]))
+                           int(meta["edge_model"]["output_zero_point"]),
+                           meta["edge_model"].get("context_head_sha256") or None)
         length = int(meta["history_length"])
     except (KeyError, TypeError, ValueError) as exc:
         raise SleepEdgeError(f"{meta_path}: incomplete cloud model metadata ({exc!r})") from None
@@ -281,7 +284,8 @@ def _reported(raw: dict[str, np.ndarray], tflite: Path, cache: Path, edge: EdgeM
     for nid in raw:
         ei = prepare.load_night(cache, nid)["epoch_index"]
         raw[nid] = head.run(raw[nid], ei, edge.output_scale, edge.output_zero_point)
-    return EdgeModelId(edge.sha256, head.output_scale, head.output_zero_point), models.sha256_file(head.path)
+    head_sha = models.sha256_file(head.path)
+    return EdgeModelId(edge.sha256, head.output_scale, head.output_zero_point, head_sha), head_sha
 
 
 @dataclass

@@ -243,8 +243,17 @@ def sha256_file(path: Path) -> str:
 
 def model_hash_u32(sha256_hex: str) -> int:
     """``SE_MODEL_HASH_U32`` that identifies a model on the wire: the first 4 bytes of its
-    SHA-256, big-endian. The exporter writes it, the device sends it, the cloud head checks it."""
+    SHA-256, big-endian. The exporter writes it; :func:`reported_hash_u32` builds HELLO's from it."""
     return int(sha256_hex[:8], 16)
+
+
+def reported_hash_u32(edge_sha256: str, context_sha256: str | None = None) -> int:
+    """HELLO's model hash: what the device's RESULT outputs come from. The edge model's
+    ``SE_MODEL_HASH_U32``, XORed with the context head's ``SE_CONTEXT_HASH_U32`` when the
+    firmware runs one (its outputs are then the head's), so a cloud head trained on one kind of
+    history does not read the other."""
+    h = model_hash_u32(edge_sha256)
+    return h ^ model_hash_u32(context_sha256) if context_sha256 else h
 
 
 def save_model(model: Any, out_dir: str | Path, metadata: dict[str, Any]) -> Path:
