@@ -95,7 +95,7 @@ $(GSSC_VENV)/.installed: requirements-gssc.lock
 
 # Real EEG: the DREAMS people in ../shared, read in place; reports only (nothing derived is committed).
 bench-real: setup gssc-venv
-	$(SLEEPEDGE) bench real --models $(MODELS) --out reports/bench-real --gssc-python $(GSSC_VENV)/bin/python
+	$(SLEEPEDGE) bench real --models $(MODELS) --out reports/bench-real --gssc-python $(GSSC_VENV)/bin/python $(if $(NESTED),--nested)
 
 # Each randomization family on/off, synthetic test subjects and DREAMS side by side. Its corpora
 # (data/ablation/, not committed) are generated on the first run and reused after.
