@@ -136,7 +136,7 @@ def test_adapt_lopo_returns_the_held_out_labels_adapt_scored(people):
 
 
 @pytest.mark.slow  # ~1-2 min: four inner choices with one classifier-only candidate
-def test_adapt_nested_with_one_candidate_is_that_candidates_plain_lopo(people, tmp_path):
+def test_adapt_nested_with_one_candidate_is_that_candidates_plain_lopo(people):
     """With a single candidate there is nothing to choose, so the nested estimate must stage every
     held-out person as that candidate's plain leave-one-person-out does (trained on the others)."""
     from host_tools.learn import adapt as A
@@ -144,9 +144,7 @@ def test_adapt_nested_with_one_candidate_is_that_candidates_plain_lopo(people, t
     head = A.Strategy("head", "head", 3e-3, 4)
     preds, chosen = R.adapt_nested(R.DREAMS_DIR, people, REPO_ROOT / "models", strategies=[head])
     assert chosen == {p.name: "head" for p in people}
-    person_of = R.write_dreams_pairs(R.DREAMS_DIR, tmp_path / "recs")
-    (tmp_path / "people.json").write_text(json.dumps(person_of))
-    rec = A.load_recordings(tmp_path / "recs", "C3-A1,CZ-A1", A.read_subject_map(tmp_path / "people.json"))
+    rec = R.dreams_recordings(R.DREAMS_DIR)
     plain = A.choose(REPO_ROOT / "models", rec, strategies=[head],
                      source_strategies=[A.SourceStrategy("none", "none", 0.0, 0)]).edge_probs["head"].argmax(1)
     for p in people:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from host_tools import constants as C
-from tests.qemu_helpers import stream_results
 from host_tools.learn import context as ctx
+from tests.qemu_helpers import stream_results
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_EDGE = REPO / "models" / "edge" / "model.tflite"
@@ -171,7 +171,6 @@ def test_train_context_writes_head_and_scores(tiny_cache: Path, tmp_path: Path) 
     meta = json.loads((edge / "context.json").read_text())
     assert meta["length"] == C.CONTEXT_EPOCHS and (edge / "context.tflite").is_file()
     assert meta["test"]["n"] > 0 and 0.0 <= meta["test"]["with_head_int8"]["acc"] <= 1.0
-
 
 
 def test_train_context_bad_inputs_are_one_line_errors(tiny_cache: Path, tmp_path: Path, capsys) -> None:

@@ -197,13 +197,9 @@ def test_hello_identifies_model_and_constants(stream_log, model_dir):
     hash_u32 = int(re.search(r"#define\s+SE_MODEL_HASH_U32\s+(0x[0-9a-fA-F]+|\d+)", header).group(1), 0)
     # SE_MODEL_HASH_U32 is the first 4 bytes of the flatbuffer's SHA-256, big-endian
     assert hash_u32 == int(hashlib.sha256(tflite).hexdigest()[:8], 16)
-    # HELLO names what the device reports: with a context head, edge XOR head.
-    head = model_dir / "context.tflite"
-    if (model_dir / "context_data.h").is_file():
-        ctx = int(hashlib.sha256(head.read_bytes()).hexdigest()[:8], 16)
-        assert hello.model_hash == hash_u32 ^ ctx and ctx != 0
-    else:
-        assert hello.model_hash == hash_u32
+    # A head-less model: HELLO names the edge model alone (with a head: test_context.py).
+    assert not (model_dir / "context_data.h").is_file()
+    assert hello.model_hash == hash_u32
     assert (hello.fs_hz, hello.epoch_samples) == (C.FS_HZ, C.EPOCH_SAMPLES)
     assert hello.protocol == C.PROTOCOL_VERSION and hello.fw_version == C.FIRMWARE_VERSION
     assert hello.timeout_ms == C.DEFAULT_ESCALATION_TIMEOUT_MS

@@ -206,6 +206,29 @@ def write_dreams_pairs(folder: Path, out: Path) -> dict[str, str]:
     return people
 
 
+#: ``--channel`` for the DREAMS excerpts (each has one of the two).
+DREAMS_CHANNELS = "C3-A1,CZ-A1"
+
+
+def adapt_input(dreams: Path, folder: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The DREAMS people as a user hands them to ``sleepedge adapt``: EDF pairs in
+    ``folder/recordings`` and the subject map ``folder/people.json``. Returns both paths and
+    recording id -> person."""
+    person_of = write_dreams_pairs(dreams, folder / "recordings")
+    (folder / "people.json").write_text(json.dumps(person_of))
+    return folder / "recordings", folder / "people.json", person_of
+
+
+def dreams_recordings(dreams: Path = DREAMS_DIR) -> Any:
+    """The DREAMS people as adapt's ``Recordings`` (read through the same files adapt reads;
+    quiet, as the adapt row's run is: their known gap, no REM, is in the docs)."""
+    from host_tools.learn import adapt as A
+
+    with tempfile.TemporaryDirectory(prefix="sleepedge-dreams-") as tmp:
+        recs, subject_map, _ = adapt_input(Path(dreams), Path(tmp))
+        return A.load_recordings(recs, DREAMS_CHANNELS, A.read_subject_map(subject_map), warn=lambda _msg: None)
+
+
 def adapt_lopo(models_dir: Path, dreams: Path, people: list[Person], *, budget: float = ADAPT_BUDGET,
                seed: int = 0, **options: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``sleepedge adapt`` on the DREAMS people, leave one person out: each person's epochs as
@@ -223,10 +246,8 @@ def adapt_lopo(models_dir: Path, dreams: Path, people: list[Person], *, budget: 
     from host_tools.cloud.adapt import adapt
 
     with tempfile.TemporaryDirectory(prefix="sleepedge-adapt-") as tmp:
-        recs, subject_map = Path(tmp) / "recordings", Path(tmp) / "people.json"
-        person_of = write_dreams_pairs(dreams, recs)
-        subject_map.write_text(json.dumps(person_of))
-        done = adapt(Path(models_dir), recs, Path(tmp) / "adapted", channel="C3-A1,CZ-A1", subject_map=subject_map,
+        recs, subject_map, person_of = adapt_input(Path(dreams), Path(tmp))
+        done = adapt(Path(models_dir), recs, Path(tmp) / "adapted", channel=DREAMS_CHANNELS, subject_map=subject_map,
                      budget=budget, seed=seed, progress=False, **options)
     epochs = {p.name: p.epochs for p in people}
     preds = {}
@@ -258,21 +279,15 @@ def adapt_nested(dreams: Path, people: list[Person], models_dir: Path, *, budget
     """
     from host_tools.learn import adapt as A
 
-    with tempfile.TemporaryDirectory(prefix="sleepedge-nested-") as tmp:
-        person_of = write_dreams_pairs(dreams, Path(tmp) / "recordings")
-        (Path(tmp) / "people.json").write_text(json.dumps(person_of))
-        # Quiet, as the adapt row's run is: the known gap (no REM in these excerpts) is in the docs.
-        rec = A.load_recordings(Path(tmp) / "recordings", "C3-A1,CZ-A1", A.read_subject_map(Path(tmp) / "people.json"),
-                                warn=lambda _msg: None)
+    rec = dreams_recordings(dreams)
     strategies = strategies or A.default_strategies(budget)
     unchanged = [A.SourceStrategy("none", "none", 0.0, 0)]
     preds, chosen = {}, {}
-    for name, train, held in A._folds(rec):
-        inner = A.Recordings(rec.x[train], rec.y[train], rec.person[train], rec.recording[train],
-                             rec.epoch_index[train], rec.channels)
+    for name, train, held in A.person_folds(rec):
+        inner = rec.subset(train)
         choice = A.choose(models_dir, inner, strategies=strategies, source_strategies=unchanged, seed=seed)
         edge, _ = A.fit_final(models_dir, inner, choice, seed=seed)
-        stages = A._predict(edge, A.edge_input(rec.x[held])[..., None]).argmax(1)
+        stages = A.predict_edge(edge, rec.x[held]).argmax(1)
         order = np.argsort(rec.epoch_index[held], kind="stable")
         if not np.array_equal(rec.epoch_index[held][order], {p.name: p.epochs for p in people}[name]):
             raise SleepEdgeError(f"{name}: the nested run scored other epochs than this benchmark's")

@@ -144,10 +144,10 @@ def lopo_int8(base: Path, rec: Any, choice: Any, *, budget: float, seed: int, pr
     flt = np.zeros((n, C.N_CLASSES), np.float32)
     cloud = np.zeros((n, C.N_CLASSES), np.float32)
     q_out: tuple[float, int] = (1.0 / 256, -128)
-    for person, tr, te in A._folds(rec):
+    for person, tr, te in A.person_folds(rec):
         edge, src = A.fit_final(base, rec, choice, seed=seed, idx=tr)
         edge = _fresh(edge)
-        flt[te] = A._predict(edge, A.edge_input(rec.x[te])[..., None])
+        flt[te] = A.predict_edge(edge, rec.x[te])
         tfl = to_int8(edge, rec.x[tr], seed)
         raw_tr, *q = tflm_raw(tfl, rec.x[tr])
         raw["int8"][te], *_ = tflm_raw(tfl, rec.x[te])

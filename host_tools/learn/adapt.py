@@ -79,6 +79,11 @@ class Recordings:
     def stage_counts(self) -> dict[str, int]:
         return {s: int((self.y == i).sum()) for i, s in enumerate(C.STAGES)}
 
+    def subset(self, rows: np.ndarray) -> "Recordings":
+        """The epochs ``rows`` (e.g. one fold's training people)."""
+        return Recordings(self.x[rows], self.y[rows], self.person[rows], self.recording[rows],
+                          self.epoch_index[rows], self.channels)
+
 
 def parse_channels(channel: str | Iterable[str]) -> list[str]:
     """``"C3-A1,CZ-A1"`` -> ``["C3-A1", "CZ-A1"]``: alternatives tried in order per recording."""
@@ -311,6 +316,11 @@ def _predict(tail: Any, feats: np.ndarray, batch: int = 512) -> np.ndarray:
                            for i in range(0, len(feats), batch)]).astype(np.float32)
 
 
+def predict_edge(model: Any, x: np.ndarray) -> np.ndarray:
+    """A whole (adapted) float edge CNN's probabilities for filtered uV epochs (clipped here)."""
+    return _predict(model, edge_input(x)[..., None])
+
+
 def edge_input(x: np.ndarray) -> np.ndarray:
     """The edge CNN's float input: filtered uV clipped as the device's int8 input saturates."""
     return np.clip(np.asarray(x, np.float32), -C.EDGE_INPUT_CLIP_UV, C.EDGE_INPUT_CLIP_UV)
@@ -493,7 +503,8 @@ class LopoResult:
                 "base_edge_float": self.base_edge_float}
 
 
-def _folds(rec: Recordings) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def person_folds(rec: Recordings) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Leave-one-person-out folds: (held-out person, training rows, held-out rows)."""
     return [(p, np.flatnonzero(rec.person != p), np.flatnonzero(rec.person == p)) for p in rec.people]
 
 
@@ -526,7 +537,7 @@ def choose(
     for p in (src_path, edge_path):
         if not p.is_file():
             raise SleepEdgeError(f"{p}: missing: --base must be a models folder (edge/float.keras, source/)")
-    folds = _folds(rec)
+    folds = person_folds(rec)
 
     # Source: frozen-trunk features once, then each candidate's tail per fold.
     src = M.load_keras_model(src_path)
@@ -583,7 +594,8 @@ def choose(
             # from the held-out person's.
             f_tr = None if f is None else f[aug_rows(tr, n, n_copies(s))]
             model = fit_edge(edge_path, s, rec.x[tr], rec.y[tr], teacher_probs=teacher.get(person),
-                             seed=seed, feats=f_tr, near=neighbours(rec.recording[tr], rec.epoch_index[tr]))
+                             seed=seed, feats=f_tr,
+                             near=neighbours(rec.recording[tr], rec.epoch_index[tr]) if s.shift else None)
             if s.adabn or n_copies(s) > 1:
                 held[te] = _predict(model, xe[te][..., None])
             else:
