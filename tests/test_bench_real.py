@@ -70,12 +70,13 @@ def test_bench_real_cli_without_gssc(tmp_path):
     """Edge zero-shot and YASA on all 240 epochs; GSSC absent is reported as skipped, never faked."""
     out = tmp_path / "bench-real"
     rc = main(["bench", "real", "--out", str(out), "--gssc-python", str(tmp_path / "no-venv" / "python"),
-               "--no-adapt"])
+               "--no-adapt", "--nested"])
     assert rc == 0
     r = json.loads((out / "bench-real.json").read_text())
     assert r["corpus"]["epochs"] == 240 and r["corpus"]["people"] == 4
     assert set(r["scores"]) >= {"edge_int8", "yasa"} and "gssc" not in r["scores"]
     assert "make bench-real" in r["skipped"]["gssc"] and "adapt_lopo" in r["skipped"]
+    assert "--no-adapt" in r["skipped"]["adapt_nested_float"] and "adapt_nested_float" not in r["scores"]
     for name, s in r["scores"].items():
         assert s["n"] == 240 and sum(map(sum, s["confusion"])) == 240, name
         assert set(s["per_person"]) == {"excerpt1", "excerpt2", "excerpt3", "excerpt4"}

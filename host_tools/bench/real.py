@@ -409,6 +409,8 @@ def bench_real(models_dir: Path, out: Path, *, dreams: Path = DREAMS_DIR, with_y
         say(f"adapt's choice, nested leave one person out (float, budget {adapt_budget}) ...")
         preds["adapt_nested_float"], chosen = adapt_nested(Path(dreams), people, Path(models_dir), budget=adapt_budget,
                                                            seed=seed)
+    elif nested:  # said in the report, not dropped silently
+        skipped["adapt_nested_float"] = "--nested needs adapt (--no-adapt was given)"
     scores = {name: score_model(people, pr) for name, pr in preds.items()}
     if adapted:
         scores["adapt_lopo"]["adapt"] = adapted
