@@ -282,6 +282,7 @@ def adapt_nested(dreams: Path, people: list[Person], models_dir: Path, *, budget
     rec = dreams_recordings(dreams)
     strategies = strategies or A.default_strategies(budget)
     unchanged = [A.SourceStrategy("none", "none", 0.0, 0)]
+    epochs_of = {p.name: p.epochs for p in people}
     preds, chosen = {}, {}
     for name, train, held in A.person_folds(rec):
         inner = rec.subset(train)
@@ -289,7 +290,7 @@ def adapt_nested(dreams: Path, people: list[Person], models_dir: Path, *, budget
         edge, _ = A.fit_final(models_dir, inner, choice, seed=seed)
         stages = A.predict_edge(edge, rec.x[held]).argmax(1)
         order = np.argsort(rec.epoch_index[held], kind="stable")
-        if not np.array_equal(rec.epoch_index[held][order], {p.name: p.epochs for p in people}[name]):
+        if not np.array_equal(rec.epoch_index[held][order], epochs_of[name]):
             raise SleepEdgeError(f"{name}: the nested run scored other epochs than this benchmark's")
         preds[name], chosen[name] = stages[order].astype(np.int64), choice.edge_choice.name
     return preds, chosen
